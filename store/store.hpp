@@ -1,0 +1,174 @@
+// dnsfw::store — the LMDB store of policy zones.
+//
+// One LMDB environment (a directory holding data.mdb and lock.mdb) holds any
+// number of named policy zones. It is memory-mapped and shared by every
+// resolver thread and process; one process writes at a time (LMDB's writer
+// lock), readers never wait.
+//
+// The key space is documented at the top of store.cpp and in README.md.
+//
+// Thread-safety: a Store may be shared by threads. A Snapshot belongs to one
+// thread at a time (it holds an MDB_txn opened with MDB_NOTLS, so it may
+// move between threads, but never be used by two at once).
+#pragma once
+
+#include "rpz/rpz.hpp"
+
+#include <array>
+#include <cstdint>
+#include <type_traits>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace dnsfw::store {
+
+/// Every failure of the store outside the query path: open, write, corrupt
+/// data. what() names the path and the LMDB error.
+class StoreError : public std::runtime_error {
+public:
+    StoreError(const std::string& what, int mdb_code = 0)
+        : std::runtime_error(what), code_(mdb_code) {}
+    /// The LMDB error code (e.g. MDB_MAP_FULL), or 0.
+    int code() const noexcept { return code_; }
+
+private:
+    int code_;
+};
+
+/// What the store records about one zone.
+struct ZoneInfo {
+    std::string name;               ///< presentation, with trailing dot
+    std::uint32_t id = 0;           ///< internal key prefix (changes on replace)
+    std::uint32_t order = 0;        ///< precedence position, 1 = first
+    std::uint32_t serial = 0;
+    std::uint64_t rule_count = 0;
+    std::uint32_t soa_ttl = 0;
+    std::vector<std::uint8_t> soa_rdata;
+    std::uint64_t loaded_at = 0;    ///< unix seconds of the last replace
+    /// Per-trigger maximum label count of a wildcard parent (index = Trigger value).
+    std::array<std::uint8_t, 8> max_wildcard_depth{};
+};
+
+struct OpenOptions {
+    bool read_only = true;
+    /// Map size in bytes for writers (grown automatically on MDB_MAP_FULL up
+    /// to max_map_size). Readers use the size recorded in the file.
+    std::size_t map_size = std::size_t{1} << 30;
+    std::size_t max_map_size = std::size_t{64} << 30;
+    /// Create the directory and an empty store if missing (writers only).
+    bool create = false;
+};
+
+class Snapshot;
+
+/// An open store. Move-only owner of the MDB_env.
+class Store {
+public:
+    /// Opens (and with options.create, creates) the store at directory `path`.
+    /// Throws StoreError naming the path if it is missing, unreadable, not a
+    /// dnsfw store, or of an unknown format version.
+    static Store open(const std::string& path, const OpenOptions& options);
+
+    Store(Store&&) noexcept;
+    Store& operator=(Store&&) noexcept;
+    ~Store();
+
+    const std::string& path() const noexcept;
+
+    /// Creates or atomically replaces zone `zone.name` with `zone`'s rules and
+    /// SOA in ONE write transaction: readers see the old zone or the new one,
+    /// never a mix. A new zone goes last in the order unless `order` is given
+    /// (then zones at or after that position move down). Bumps the store
+    /// generation. Throws StoreError (nothing changed) on failure, e.g. a
+    /// full disk.
+    ZoneInfo replace_zone(const rpz::Zone& zone, std::optional<std::uint32_t> order = {});
+
+    /// Removes a zone and its rules in one transaction. False if absent.
+    bool remove_zone(const std::string& name);
+
+    /// All zones in precedence order.
+    std::vector<ZoneInfo> list_zones() const;
+
+    /// One zone by name (presentation, trailing dot optional, any case).
+    std::optional<ZoneInfo> zone(const std::string& name) const;
+
+    /// The store generation: incremented by every committed change.
+    std::uint64_t generation() const;
+
+    /// Opens a read snapshot of the zones `active` (names, in precedence
+    /// order; empty = every zone in stored order). Zones named but missing
+    /// are skipped and listed in Snapshot::missing_zones(). Throws StoreError.
+    std::unique_ptr<Snapshot> snapshot(const std::vector<std::string>& active = {}) const;
+
+    /// Internal: the environment handle (for Snapshot).
+    struct Impl;
+    Impl* impl() const noexcept { return impl_.get(); }
+
+private:
+    explicit Store(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+/// A consistent read view of the active zones, usable as an rpz::RuleSource.
+///
+/// Query-path use: one Snapshot per worker thread, kept open; call refresh()
+/// before each query. refresh() costs one atomic read of LMDB's meta page
+/// when nothing changed, and renews the read transaction (re-reading zone
+/// metadata) when the store has a new generation. All methods are noexcept.
+class Snapshot final : public rpz::RuleSource {
+public:
+    ~Snapshot() override;
+    Snapshot(const Snapshot&) = delete;
+    Snapshot& operator=(const Snapshot&) = delete;
+
+    /// Brings the view up to date. Returns true if it changed. On failure
+    /// (e.g. the store became unreadable) keeps the last view and returns false.
+    bool refresh() noexcept;
+
+    /// Releases the read transaction until the next refresh() (lets writers
+    /// reuse pages while the thread is idle).
+    void release() noexcept;
+
+    std::size_t zone_count() const noexcept override;
+    std::size_t max_wildcard_depth(std::size_t zone, rpz::Trigger trigger) const noexcept override;
+    std::optional<rpz::RuleView> find(std::size_t zone, rpz::Trigger trigger,
+                                      std::span<const std::uint8_t> key) const noexcept override;
+
+    /// Zone metadata of active zone `i` (name, serial, SOA) as of this view.
+    const ZoneInfo& zone_info(std::size_t i) const noexcept;
+    /// Active zone names requested but not present in the store.
+    const std::vector<std::string>& missing_zones() const noexcept;
+    std::uint64_t generation() const noexcept;
+
+    /// Calls f(trigger, key, RuleView) for every rule of active zone `i`, in
+    /// key order (tools; allocation-free per rule).
+    template <typename F>
+    void for_each_rule(std::size_t i, F&& f) const;
+
+    struct Impl;
+
+private:
+    friend class Store;
+    explicit Snapshot(std::unique_ptr<Impl> impl);
+    void for_each_rule_impl(std::size_t i,
+                            void (*cb)(void*, rpz::Trigger, std::span<const std::uint8_t>,
+                                       const rpz::RuleView&),
+                            void* ctx) const;
+    std::unique_ptr<Impl> impl_;
+};
+
+template <typename F>
+void Snapshot::for_each_rule(std::size_t i, F&& f) const {
+    for_each_rule_impl(
+        i,
+        [](void* ctx, rpz::Trigger t, std::span<const std::uint8_t> k, const rpz::RuleView& v) {
+            (*static_cast<std::remove_reference_t<F>*>(ctx))(t, k, v);
+        },
+        &f);
+}
+
+}  // namespace dnsfw::store

@@ -211,7 +211,7 @@ struct Diagnostic {
 /// already has one is reported and ignored (the first one loaded wins).
 struct Zone {
     Name name;                       ///< zone apex (wire, lower-case)
-    std::uint32_t serial = 0;        ///< from the SOA; 0 if none (lists)
+    std::uint32_t serial = 0;        ///< from the SOA; 0 if the file has none; 1 for lists
     std::uint32_t soa_ttl = 0;       ///< TTL of the SOA record
     std::vector<std::uint8_t> soa_rdata;  ///< uncompressed SOA rdata (synthesised for lists)
     std::vector<Rule> rules;
@@ -238,7 +238,10 @@ struct ListOptions {
 /// (used for serial/SOA, not rules), records outside the zone, DNSSEC and
 /// ZONEMD records, triggers not yet supported, and anything that would make a
 /// rule for the root or every name. Throws std::runtime_error only if the
-/// file cannot be opened or read.
+/// file cannot be opened or read, and std::invalid_argument for caller bugs
+/// (a malformed `zone_name`, or Action::LocalData as a list action).
+/// Rules come out sorted by (trigger, key). Diagnostics are capped at 1000
+/// per zone plus one summary line (line 0).
 Zone parse_zone_file(const std::string& path, const Name& zone_name, InputFormat format,
                      const ListOptions& list_options = {});
 

@@ -56,11 +56,27 @@ struct ZoneInfo {
 struct OpenOptions {
     bool read_only = true;
     /// Map size in bytes for writers (grown automatically on MDB_MAP_FULL up
-    /// to max_map_size). Readers use the size recorded in the file.
+    /// to max_map_size). Readers reserve max(map_size, max_map_size) of
+    /// address space up front (never physical memory), so a writer in another
+    /// process growing the file up to that size never forces them to remap.
     std::size_t map_size = std::size_t{1} << 30;
+    /// Upper bound of automatic growth (writers) / the reserved map (readers).
     std::size_t max_map_size = std::size_t{64} << 30;
     /// Create the directory and an empty store if missing (writers only).
     bool create = false;
+};
+
+/// Size figures of an open store (Store::stats()).
+struct StoreStats {
+    std::uint64_t zones = 0;         ///< entries of the "zones" table
+    std::uint64_t rules = 0;         ///< entries of the "rules" table (all zones)
+    std::uint64_t page_size = 0;     ///< LMDB page size
+    std::uint64_t used_bytes = 0;    ///< pages in use (incl. free list) x page size
+    std::uint64_t file_bytes = 0;    ///< size of data.mdb on disk
+    std::uint64_t map_size = 0;      ///< current map size of this process
+    std::uint64_t generation = 0;
+    std::uint32_t readers = 0;       ///< reader slots in use (all processes)
+    std::uint32_t max_readers = 0;
 };
 
 class Snapshot;
@@ -81,10 +97,14 @@ public:
 
     /// Creates or atomically replaces zone `zone.name` with `zone`'s rules and
     /// SOA in ONE write transaction: readers see the old zone or the new one,
-    /// never a mix. A new zone goes last in the order unless `order` is given
-    /// (then zones at or after that position move down). Bumps the store
-    /// generation. Throws StoreError (nothing changed) on failure, e.g. a
-    /// full disk.
+    /// never a mix. A new zone goes last in the order and a replaced zone
+    /// keeps its position, unless `order` is given (1-based, clamped to
+    /// 1..N; zones at or after that position move down). Rules are stored in
+    /// (trigger, key) order — sorted here if the caller did not — and of
+    /// duplicate (trigger, key) rules the first wins. Bumps the store
+    /// generation. Grows the map on MDB_MAP_FULL up to max_map_size. Throws
+    /// StoreError (nothing changed) on failure, e.g. a full disk, a map that
+    /// cannot grow, or a malformed rule key. Returns the stored record.
     ZoneInfo replace_zone(const rpz::Zone& zone, std::optional<std::uint32_t> order = {});
 
     /// Removes a zone and its rules in one transaction. False if absent.
@@ -99,9 +119,16 @@ public:
     /// The store generation: incremented by every committed change.
     std::uint64_t generation() const;
 
+    /// Size figures (entries, bytes on disk, readers). Throws StoreError.
+    StoreStats stats() const;
+
     /// Opens a read snapshot of the zones `active` (names, in precedence
     /// order; empty = every zone in stored order). Zones named but missing
     /// are skipped and listed in Snapshot::missing_zones(). Throws StoreError.
+    /// The Snapshot must be destroyed before this Store. While a Snapshot
+    /// holds a live read transaction, this process cannot grow the map: a
+    /// replace_zone() that needs a bigger map then fails with StoreError
+    /// (release() idle snapshots, or open writers with a big enough map_size).
     std::unique_ptr<Snapshot> snapshot(const std::vector<std::string>& active = {}) const;
 
     /// Internal: the environment handle (for Snapshot).
@@ -130,7 +157,8 @@ public:
     bool refresh() noexcept;
 
     /// Releases the read transaction until the next refresh() (lets writers
-    /// reuse pages while the thread is idle).
+    /// reuse pages while the thread is idle). find() answers nothing and
+    /// zone_count() is 0 until a refresh() succeeds.
     void release() noexcept;
 
     std::size_t zone_count() const noexcept override;
@@ -140,12 +168,18 @@ public:
 
     /// Zone metadata of active zone `i` (name, serial, SOA) as of this view.
     const ZoneInfo& zone_info(std::size_t i) const noexcept;
-    /// Active zone names requested but not present in the store.
+    /// Active zone names requested but not present in the store (as of this
+    /// view; presentation form, lower-case, trailing dot).
     const std::vector<std::string>& missing_zones() const noexcept;
     std::uint64_t generation() const noexcept;
+    /// The LMDB error of the last failed refresh() (e.g. MDB_MAP_RESIZED when
+    /// another process grew the store beyond this reader's reserved map), or 0.
+    int last_error() const noexcept;
 
     /// Calls f(trigger, key, RuleView) for every rule of active zone `i`, in
-    /// key order (tools; allocation-free per rule).
+    /// key order (tools; allocation-free per rule). Rules whose value does not
+    /// parse are skipped. Throws StoreError if the snapshot is released or
+    /// LMDB fails, std::out_of_range if `i` >= zone_count().
     template <typename F>
     void for_each_rule(std::size_t i, F&& f) const;
 

@@ -1,0 +1,27 @@
+// dnsfw::module — the query path: turn an Unbound query state into an
+// rpz::Query, evaluate it against the worker's snapshot, and turn the
+// Decision into an answer (or pass the query on to the next module).
+//
+// Everything here is noexcept and runs on the resolver thread that owns the
+// query; the only locks are Unbound's own. No disk I/O apart from reading
+// the store's memory map; no heap allocation apart from the query's region
+// (and a one-off rebuild of per-worker caches after a store change).
+#pragma once
+
+#include "module/state.hpp"
+#include "module/unbound.hpp"
+
+namespace dnsfw::module {
+
+/// operate(): events new/pass decide the policy; moddone finishes a query
+/// that was passed down; a redirect's target result completes the answer.
+void handle_operate(ModuleState& state, module_qstate* qstate, module_ev event, int id) noexcept;
+
+/// inform_super(): the resolution of a redirect (local-data CNAME) target
+/// finished; copy its answer into the waiting query's region.
+void handle_inform_super(module_qstate* sub, int id, module_qstate* super) noexcept;
+
+/// clear(): forget the per-query state (it lives in the query's region).
+void handle_clear(module_qstate* qstate, int id) noexcept;
+
+}  // namespace dnsfw::module

@@ -1,0 +1,64 @@
+/* dnsfw::module — C accessors for Unbound structures whose headers do not
+ * compile as C++ (util/netevent.h: a forward-declared enum). Implemented in
+ * ub_shim.c, compiled as C against the same Unbound tree. */
+#ifndef DNSFW_MODULE_UB_SHIM_H
+#define DNSFW_MODULE_UB_SHIM_H
+
+#include <sys/socket.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct module_qstate;
+struct module_env;
+
+/** How the first client of a query state reached the resolver. */
+enum dnsfw_ub_transport {
+	DNSFW_UB_UDP = 0,
+	DNSFW_UB_TCP = 1,
+	DNSFW_UB_TLS = 2,
+	DNSFW_UB_HTTPS = 3,
+	DNSFW_UB_OTHER = 4
+};
+
+/** The first client waiting for a query state's answer. */
+struct dnsfw_ub_client {
+	enum dnsfw_ub_transport transport;
+	/** Client address (after PROXY protocol, if used). */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+};
+
+/**
+ * Describes the first entry of qstate->mesh_info->reply_list.
+ * Returns 1 and fills *out if there is one; 0 if the state has no client
+ * waiting (an internal query: prefetch, sub-query, libunbound callback).
+ */
+int dnsfw_ub_first_client(const struct module_qstate* qstate,
+	struct dnsfw_ub_client* out);
+
+/**
+ * Index of the worker thread whose module_env this is (0..num-threads-1),
+ * or -1 if env belongs to no worker (e.g. the daemon's env during init).
+ */
+int dnsfw_ub_thread_num(const struct module_env* env);
+
+/** Number of worker threads Unbound will run (num-threads, at least 1). */
+int dnsfw_ub_num_threads(const struct module_env* env);
+
+/**
+ * An address on which this Unbound answers plain DNS over UDP, for the
+ * module's own refresh queries: the first `interface:` that is an IP
+ * address (0.0.0.0 and :: become 127.0.0.1 and ::1), with its port;
+ * 127.0.0.1 (or ::1) if none is configured. Returns 0 if Unbound does not
+ * serve UDP (do-udp: no) or no usable address was found.
+ */
+int dnsfw_ub_listen_address(const struct module_env* env,
+	struct sockaddr_storage* addr, socklen_t* addrlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DNSFW_MODULE_UB_SHIM_H */

@@ -1,0 +1,103 @@
+// dnsfw::store internal — byte layouts of the store's keys and values.
+//
+// The key space itself is described at the top of store.cpp; this header
+// holds the encoders/decoders so that store.cpp (writer) and snapshot.cpp
+// (reader) cannot disagree. Not a public header.
+#pragma once
+
+#include "rpz/rpz.hpp"
+#include "store/store.hpp"
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace dnsfw::store::codec {
+
+/// Version of the on-disk layout, stored under meta "format".
+inline constexpr std::uint32_t kFormatVersion = 1;
+
+/// Named databases (LMDB "DBI"s).
+inline constexpr const char* kMetaDb = "meta";
+inline constexpr const char* kZonesDb = "zones";
+inline constexpr const char* kRulesDb = "rules";
+/// Named databases the environment is sized for (meta, zones, rules, and
+/// room for journals and status tables of later formats).
+inline constexpr unsigned kMaxDbs = 16;
+
+/// Keys of the "meta" database.
+inline constexpr std::string_view kMetaFormat = "format";
+inline constexpr std::string_view kMetaGeneration = "generation";
+inline constexpr std::string_view kMetaNextZoneId = "next_zone_id";
+
+/// Zone ids start here; 0 is never used (so an all-zero prefix is never live).
+inline constexpr std::uint32_t kFirstZoneId = 1;
+
+/// Rules key: u32 zone id | u8 trigger | name key (up to kMaxNameKey + 2).
+inline constexpr std::size_t kRulePrefixSize = 5;
+inline constexpr std::size_t kMaxRuleKeySuffix = rpz::kMaxNameKey + 2;
+inline constexpr std::size_t kMaxRuleKey = kRulePrefixSize + kMaxRuleKeySuffix;
+
+inline void put_u32(std::uint8_t* p, std::uint32_t v) noexcept {
+    p[0] = static_cast<std::uint8_t>(v >> 24);
+    p[1] = static_cast<std::uint8_t>(v >> 16);
+    p[2] = static_cast<std::uint8_t>(v >> 8);
+    p[3] = static_cast<std::uint8_t>(v);
+}
+inline void put_u64(std::uint8_t* p, std::uint64_t v) noexcept {
+    put_u32(p, static_cast<std::uint32_t>(v >> 32));
+    put_u32(p + 4, static_cast<std::uint32_t>(v));
+}
+inline std::uint16_t get_u16(const std::uint8_t* p) noexcept {
+    return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
+}
+inline std::uint32_t get_u32(const std::uint8_t* p) noexcept {
+    return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
+           std::uint32_t{p[3]};
+}
+inline std::uint64_t get_u64(const std::uint8_t* p) noexcept {
+    return (std::uint64_t{get_u32(p)} << 32) | get_u32(p + 4);
+}
+
+/// Writes the 5-byte rule key prefix (zone id, trigger) to `out`.
+inline void put_rule_prefix(std::uint8_t* out, std::uint32_t zone_id,
+                            rpz::Trigger trigger) noexcept {
+    put_u32(out, zone_id);
+    out[4] = static_cast<std::uint8_t>(trigger);
+}
+
+/// Builds a rules key into `buf` (at least kMaxRuleKey bytes). Returns its
+/// length, or 0 if the name key is too long. noexcept, no allocation.
+inline std::size_t make_rule_key(std::uint8_t* buf, std::uint32_t zone_id, rpz::Trigger trigger,
+                                 std::span<const std::uint8_t> key) noexcept {
+    if (key.size() > kMaxRuleKeySuffix) return 0;
+    put_rule_prefix(buf, zone_id, trigger);
+    if (!key.empty()) std::memcpy(buf + kRulePrefixSize, key.data(), key.size());
+    return kRulePrefixSize + key.size();
+}
+
+/// Validates a name key: a sequence of [len 1..63][bytes] labels, at most
+/// kMaxRuleKeySuffix bytes. Returns the label count, or nullopt if malformed.
+std::optional<std::size_t> name_key_labels(std::span<const std::uint8_t> key) noexcept;
+
+/// True if the key's last label is "*" (a wildcard owner).
+bool is_wildcard_key(std::span<const std::uint8_t> key) noexcept;
+
+/// Zone record (value of the "zones" database; the key is the apex wire name):
+///   u8 version(=1) | u32 id | u32 order | u32 serial | u64 rule_count |
+///   u32 soa_ttl | u64 loaded_at | u8[8] max_wildcard_depth |
+///   u16 soa_rdlen | soa_rdata | extensions (TLV: u16 tag | u16 len | bytes;
+///   readers skip unknown tags)
+/// All integers big-endian. `info.name` is not stored (it is the key).
+std::vector<std::uint8_t> encode_zone_record(const ZoneInfo& info);
+
+/// Decodes a zone record; `apex` is its key (sets info.name). nullopt if
+/// malformed or of an unknown version.
+std::optional<ZoneInfo> decode_zone_record(std::span<const std::uint8_t> apex,
+                                           std::span<const std::uint8_t> value);
+
+}  // namespace dnsfw::store::codec

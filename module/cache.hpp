@@ -3,7 +3,7 @@
 // Unbound answers a repeated query from its message cache before any module
 // runs. An answer cached before a rule existed would therefore bypass that
 // rule until its TTL ran out. After every store change the first resolver
-// thread that notices it expires the cached answers of every name the new
+// thread that notices it removes the cached answers of every name the new
 // rules police (see watch.hpp for how that thread is woken promptly).
 #pragma once
 
@@ -14,13 +14,21 @@
 
 namespace dnsfw::module {
 
-/// Expires (TTL 0, no prefetch, no serve-expired) every message-cache entry
-/// of class IN whose query name matches a rule of `rules` with an action
-/// other than PASSTHRU. Must run on a resolver thread (the cache may not be
-/// touched elsewhere). Holds each cache slab's lock while it walks it, and
-/// evaluates every entry (about a microsecond each). Returns the number of
-/// entries expired.
-std::size_t expire_policed_answers(module_env* env, const rpz::RuleSource& rules) noexcept;
+/// What remove_policed_answers() did.
+struct SweepResult {
+    std::size_t examined = 0;  ///< cached answers (class IN) looked at
+    std::size_t removed = 0;   ///< of those, removed because a rule polices them now
+    bool complete = true;      ///< false if memory ran out while collecting keys
+};
+
+/// Removes every message-cache entry of class IN whose query name matches a
+/// rule of `rules` with an action other than PASSTHRU (removed rather than
+/// expired, so serve-expired cannot answer with it either). Must run on a
+/// resolver thread (the cache may not be touched elsewhere). Copies the keys
+/// out under each slab's read lock (tens of ns per entry), then evaluates
+/// them without holding any lock (about a microsecond each), then removes
+/// the matches one by one. Allocates (once per store change).
+SweepResult remove_policed_answers(module_env* env, const rpz::RuleSource& rules) noexcept;
 
 /// Removes the cached answer of this query state's question (after an
 /// answer resolved under an older store generation turned out to be

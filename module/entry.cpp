@@ -61,7 +61,9 @@ __attribute__((visibility("default"))) int init(module_env* env, int id) {
         Config config = load_config(path);
         Logger logger(unbound_log_sink(), config.log_level);
         const auto workers = static_cast<std::size_t>(dnsfw_ub_num_threads(env));
-        auto state = std::make_unique<ModuleState>(std::move(config), workers, logger);
+        RefreshTarget refresh;
+        if (dnsfw_ub_listen_address(env, &refresh.addr, &refresh.len) == 0) refresh.len = 0;
+        auto state = std::make_unique<ModuleState>(std::move(config), workers, logger, refresh);
         const Config& c = state->config();
         std::string ede = c.ede ? std::to_string(*c.ede) : std::string("none");
         logger(LogLevel::Info,

@@ -2,7 +2,9 @@
 #include "module/operate.hpp"
 
 #include "module/answer.hpp"
+#include "module/cache.hpp"
 #include "module/text.hpp"
+#include "module/watch.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -18,10 +20,14 @@ namespace dnsfw::module {
 namespace {
 
 /// Per-query state (qstate->minfo[id]), allocated in the query's region.
-/// Only queries that wait for a redirect target have one.
 struct QueryState {
-    enum class Phase : std::uint8_t { WaitTarget, TargetDone };
-    Phase phase = Phase::WaitTarget;
+    enum class Phase : std::uint8_t {
+        Passed,      ///< passed on to the next module under store `generation`
+        WaitTarget,  ///< waits for the resolution of a redirect target
+        TargetDone,  ///< the target's result is in `target` / `target_rcode`
+    };
+    Phase phase = Phase::Passed;
+    std::uint64_t generation = 0;          ///< store generation of the decision (Passed)
     ub_packed_rrset_key* cname = nullptr;  ///< the synthesised CNAME (answer head)
     ub_packed_rrset_key* soa = nullptr;    ///< the policy zone's SOA, or nullptr
     dns_msg* target = nullptr;             ///< target's answer (copied), or nullptr
@@ -34,9 +40,27 @@ struct Applied {
     WorkerSlot* slot = nullptr;
     std::uint16_t ede = 0;
     bool with_ede = false;
+    /// Deciding again on module_event_moddone (the store changed while the
+    /// query resolved): "pass on" then means "keep the resolved answer".
+    bool at_moddone = false;
 };
 
-void pass_on(module_qstate* qstate, int id) noexcept {
+/// Hands the query to the next module (remembering the store generation of
+/// the decision), or with `at_moddone` keeps the answer it returned.
+void pass_on(module_qstate* qstate, int id, const WorkerSlot* slot = nullptr,
+             bool at_moddone = false) noexcept {
+    if (at_moddone) {
+        qstate->ext_state[id] = module_finished;
+        return;
+    }
+    if (slot != nullptr) {
+        auto* qs = static_cast<QueryState*>(regional_alloc(qstate->region, sizeof(QueryState)));
+        if (qs != nullptr) {
+            new (qs) QueryState{};
+            qs->generation = slot->generation;
+            qstate->minfo[id] = qs;
+        }
+    }
     qstate->ext_state[id] = module_wait_module;
 }
 
@@ -183,7 +207,7 @@ void start_redirect(module_qstate* qstate, int id, const Applied& a, ub_packed_r
         finish(qstate, id, nullptr);
         return;
     }
-    new (qs) QueryState{QueryState::Phase::WaitTarget, cname, soa, nullptr, 0};
+    new (qs) QueryState{QueryState::Phase::WaitTarget, 0, cname, soa, nullptr, 0};
 
     const auto flags = static_cast<std::uint16_t>(BIT_RD | (qstate->query_flags & BIT_CD));
     module_env* env = qstate->env;
@@ -322,28 +346,44 @@ void answer_local_data(module_qstate* qstate, int id, const Applied& a) noexcept
     answer_negative(qstate, id, a, LDNS_RCODE_NOERROR);  // NODATA
 }
 
-/// A new query: decide, then answer or pass on.
-void police(ModuleState& state, module_qstate* qstate, int id) noexcept {
-    if (qstate->qinfo.qclass != LDNS_RR_CLASS_IN) return pass_on(qstate, id);
-    dnsfw_ub_client client{};
-    if (!dnsfw_ub_first_client(qstate, &client)) return pass_on(qstate, id);  // internal query
+/// The worker's slot, brought up to date; sweeps the message cache if this
+/// thread is the first to see a new store generation. nullptr while
+/// unprotected (fail-open) or if the thread is unknown.
+WorkerSlot* current_slot(ModuleState& state, module_qstate* qstate) noexcept {
     Protection* protection = state.protection();
-    if (protection == nullptr) return pass_on(qstate, id);  // fail-open, store not readable
+    if (protection == nullptr) return nullptr;
     const int thread = dnsfw_ub_thread_num(qstate->env);
     WorkerSlot* slot = thread >= 0 ? protection->slot(static_cast<std::size_t>(thread)) : nullptr;
-    if (slot == nullptr || !slot->snapshot) {
-        finish(qstate, id, nullptr);  // cannot happen with a consistent num-threads
-        return;
-    }
+    if (slot == nullptr || !slot->snapshot) return nullptr;
     slot->sync();
+    if (state.claim_sweep(slot->generation)) {
+        timespec t0{};
+        timespec t1{};
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        const SweepResult r = remove_policed_answers(qstate->env, *slot->snapshot);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        const auto us = (t1.tv_sec - t0.tv_sec) * 1'000'000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+        const LogLevel level = r.complete ? LogLevel::Info : LogLevel::Error;
+        if (state.log().enabled(level)) {
+            try {
+                state.log()(level, "store generation " + std::to_string(slot->generation) + ": " +
+                                       std::to_string(slot->snapshot->zone_count()) +
+                                       " active zone(s); removed " + std::to_string(r.removed) +
+                                       " of " + std::to_string(r.examined) +
+                                       " cached answers, policed now (" + std::to_string(us) +
+                                       " us)" +
+                                       (r.complete ? "" : "; OUT OF MEMORY: sweep incomplete"));
+            } catch (...) {
+            }
+        }
+    }
+    return slot;
+}
 
-    rpz::Query query;
-    query.qname = {qstate->qinfo.qname, qstate->qinfo.qname_len};
-    query.qtype = qstate->qinfo.qtype;
-    query.qclass = qstate->qinfo.qclass;
-    query.transport = to_query_transport(client.transport);
-    const rpz::Decision decision = rpz::evaluate(*slot->snapshot, query);
-    if (!decision.matched || !decision.rule) return pass_on(qstate, id);
+/// Applies a matched decision (or passes on if `decision` did not match).
+void apply(ModuleState& state, module_qstate* qstate, int id, const dnsfw_ub_client& client,
+           WorkerSlot* slot, const rpz::Decision& decision, bool at_moddone) noexcept {
+    if (!decision.matched || !decision.rule) return pass_on(qstate, id, slot, at_moddone);
 
     const rpz::Action action = decision.action();
     ++slot->applied[static_cast<std::size_t>(action) & 7];
@@ -352,13 +392,14 @@ void police(ModuleState& state, module_qstate* qstate, int id) noexcept {
     Applied a;
     a.decision = &decision;
     a.slot = slot;
+    a.at_moddone = at_moddone;
     if (state.config().ede) {
         a.with_ede = true;
         a.ede = *state.config().ede;
     }
     switch (action) {
     case rpz::Action::Passthru:
-        return pass_on(qstate, id);
+        return pass_on(qstate, id, slot, at_moddone);
     case rpz::Action::Nxdomain:
         return answer_negative(qstate, id, a, LDNS_RCODE_NXDOMAIN);
     case rpz::Action::Nodata:
@@ -366,8 +407,7 @@ void police(ModuleState& state, module_qstate* qstate, int id) noexcept {
     case rpz::Action::Drop: {
         // services/mesh.c drops every reply of a state with is_drop set.
         qstate->is_drop = 1;
-        ub_packed_rrset_key* none[1] = {nullptr};
-        finish(qstate, id, make_reply(qstate, LDNS_RCODE_NOERROR, false, {{}, {}, none}));
+        finish(qstate, id, make_reply(qstate, LDNS_RCODE_NOERROR, false, {}));
         return;
     }
     case rpz::Action::TcpOnly:
@@ -381,27 +421,90 @@ void police(ModuleState& state, module_qstate* qstate, int id) noexcept {
         // next UDP query reaches this module again.
         mark_tcp_only(qstate);
         qstate->no_cache_store = 1;
-        return pass_on(qstate, id);
+        return pass_on(qstate, id, slot, at_moddone);
     case rpz::Action::LocalData:
         return answer_local_data(qstate, id, a);
     }
-    pass_on(qstate, id);
+    pass_on(qstate, id, slot, at_moddone);
+}
+
+rpz::Decision decide(const module_qstate* qstate, const dnsfw_ub_client& client,
+                     const WorkerSlot& slot) noexcept {
+    rpz::Query query;
+    query.qname = {qstate->qinfo.qname, qstate->qinfo.qname_len};
+    query.qtype = qstate->qinfo.qtype;
+    query.qclass = qstate->qinfo.qclass;
+    query.transport = to_query_transport(client.transport);
+    return rpz::evaluate(*slot.snapshot, query);
+}
+
+/// A new query: decide, then answer or pass on.
+void police(ModuleState& state, module_qstate* qstate, int id) noexcept {
+    WorkerSlot* slot = current_slot(state, qstate);
+    if (is_refresh_name({qstate->qinfo.qname, qstate->qinfo.qname_len})) {
+        // The maintenance thread's wake-up call (watch.hpp): already served
+        // by current_slot(); never resolved.
+        qstate->return_msg = nullptr;
+        qstate->return_rcode = LDNS_RCODE_REFUSED;
+        qstate->ext_state[id] = module_finished;
+        return;
+    }
+    if (qstate->qinfo.qclass != LDNS_RR_CLASS_IN) return pass_on(qstate, id);
+    dnsfw_ub_client client{};
+    const bool has_client = dnsfw_ub_first_client(qstate, &client) != 0;
+    if (slot == nullptr) return pass_on(qstate, id);  // unprotected (fail-open)
+    // Internal queries (prefetch, sub-queries) have no client to answer:
+    // never policed, but re-checked on moddone like any other.
+    if (!has_client) return pass_on(qstate, id, slot);
+    apply(state, qstate, id, client, slot, decide(qstate, client, *slot), false);
+}
+
+/// A passed-on query came back resolved. If the store changed meanwhile
+/// and the name is policed now, the answer (already cached by the iterator)
+/// is removed from the cache and the policy applied instead.
+void resolved(ModuleState& state, module_qstate* qstate, int id, const QueryState& qs) noexcept {
+    WorkerSlot* slot = current_slot(state, qstate);
+    if (slot == nullptr || slot->generation == qs.generation) {
+        qstate->ext_state[id] = module_finished;
+        return;
+    }
+    dnsfw_ub_client client{};
+    const bool has_client = dnsfw_ub_first_client(qstate, &client) != 0;
+    const rpz::Decision decision = decide(qstate, client, *slot);
+    if (!decision.matched || !decision.rule || decision.action() == rpz::Action::Passthru) {
+        qstate->ext_state[id] = module_finished;
+        return;
+    }
+    remove_cached_answer(qstate);
+    if (!has_client) {
+        qstate->ext_state[id] = module_finished;
+        return;
+    }
+    if (decision.action() != rpz::Action::TcpOnly) qstate->return_msg = nullptr;
+    apply(state, qstate, id, client, slot, decision, true);
 }
 
 }  // namespace
 
 void handle_operate(ModuleState& state, module_qstate* qstate, module_ev event, int id) noexcept {
+    auto* qs = static_cast<QueryState*>(qstate->minfo[id]);
     switch (event) {
     case module_event_new:
-    case module_event_pass: {
-        auto* qs = static_cast<QueryState*>(qstate->minfo[id]);
+    case module_event_pass:
         if (qs == nullptr) return police(state, qstate, id);
         if (qs->phase == QueryState::Phase::TargetDone) return finish_redirect(qstate, id, *qs);
-        qstate->ext_state[id] = module_wait_subquery;
+        if (qs->phase == QueryState::Phase::WaitTarget) {
+            qstate->ext_state[id] = module_wait_subquery;
+            return;
+        }
+        qstate->ext_state[id] = module_wait_module;  // Passed: pass on again
         return;
-    }
     case module_event_moddone:
         // The modules below answered a query this module passed on.
+        qstate->minfo[id] = nullptr;
+        if (qs != nullptr && qs->phase == QueryState::Phase::Passed) {
+            return resolved(state, qstate, id, *qs);
+        }
         qstate->ext_state[id] = module_finished;
         return;
     default:

@@ -152,9 +152,14 @@ public:
             case LDNS_STATUS_SYNTAX_INCLUDE:
                 b_.error(line, "$INCLUDE is not supported; directive ignored");
                 break;
-            default:
-                b_.error(line, describe_bad_record(fp, start, s));
+            default: {
+                // ldns may have read past blank lines after the bad record:
+                // name the line the record itself is on.
+                std::size_t offset = 0;
+                std::string why = describe_bad_record(fp, start, s, offset);
+                b_.error(std::min(line, static_cast<std::size_t>(before) + 1 + offset), why);
                 break;
+            }
             }
         }
     }
@@ -162,7 +167,10 @@ public:
 private:
     /// Re-reads the text ldns rejected (from `start` to the current
     /// position) to name it and, when the owner is at fault, say why.
-    static std::string describe_bad_record(FILE* fp, long start, ldns_status s) {
+    /// `line_offset` receives the number of lines between `start` and the
+    /// record's first line.
+    static std::string describe_bad_record(FILE* fp, long start, ldns_status s,
+                                           std::size_t& line_offset) {
         std::string msg = std::string("cannot parse record (") + ldns_get_errorstr_by_id(s) + ")";
         const long end = std::ftell(fp);
         if (start < 0 || end <= start || end - start > 65536) return msg;
@@ -173,12 +181,17 @@ private:
         // The record is the last non-blank, non-comment line read.
         std::string_view rec;
         std::size_t pos = 0;
+        std::size_t lines_before = 0;
         while (pos < text.size()) {
             std::size_t nl = text.find('\n', pos);
             if (nl == std::string::npos) nl = text.size();
             std::string_view l(text.data() + pos, nl - pos);
             std::size_t first = l.find_first_not_of(" \t\r");
-            if (first != std::string_view::npos && l[first] != ';' && rec.empty()) rec = l;
+            if (first != std::string_view::npos && l[first] != ';' && rec.empty()) {
+                rec = l;
+                line_offset = lines_before;
+            }
+            if (rec.empty()) ++lines_before;
             pos = nl + 1;
         }
         while (!rec.empty() && (rec.back() == '\r' || rec.back() == ' ')) rec.remove_suffix(1);

@@ -132,8 +132,8 @@ const CommandSpec& resolver_spec() {
                                 "unbound)"},
             {"module", "PATH", "module library (default: <dnsfw dir>/../lib/"
                                "libdnsfw_module.so)"},
-            {"fail-open", "", "if the store cannot be read, resolve without policy instead of "
-                              "answering SERVFAIL"},
+            {"fail-open", "", "if the store cannot be opened, start anyway and resolve "
+                              "without policy (default: Unbound refuses to start)"},
             {"print-config", "", "print both generated files and exit without starting"},
         },
         0,

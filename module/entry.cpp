@@ -17,6 +17,9 @@
 #ifndef DNSFW_VERSION
 #define DNSFW_VERSION "unknown"
 #endif
+#ifndef DNSFW_UNBOUND_VERSION
+#define DNSFW_UNBOUND_VERSION PACKAGE_VERSION
+#endif
 
 namespace dnsfw::module {
 namespace {
@@ -67,7 +70,7 @@ __attribute__((visibility("default"))) int init(module_env* env, int id) {
         const Config& c = state->config();
         std::string ede = c.ede ? std::to_string(*c.ede) : std::string("none");
         logger(LogLevel::Info,
-               std::string("module " DNSFW_VERSION " (built for Unbound " PACKAGE_VERSION
+               std::string("module " DNSFW_VERSION " (built for Unbound " DNSFW_UNBOUND_VERSION
                            ") ready: config ") +
                    c.source + ", " + (state->protection() ? "protecting" : "UNPROTECTED") +
                    ", " + std::to_string(workers) + " worker(s), EDE " + ede + ", hit log " +

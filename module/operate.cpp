@@ -171,9 +171,11 @@ void answer_negative(module_qstate* qstate, int id, const Applied& a, int rcode)
 
 /// The CNAME target of a local-data CNAME: the stored name, or for a
 /// `*.suffix` target the query name prepended to the suffix. Returns false
-/// (YXDOMAIN) if the result would exceed 255 octets.
+/// (YXDOMAIN) if the result would exceed 255 octets (or the stored name is
+/// malformed).
 bool cname_target(const module_qstate* qstate, const rpz::RuleView& rule,
                   std::span<const std::uint8_t> rdata, std::uint8_t* out, std::size_t& len) noexcept {
+    if (rpz::name_wire_length(rdata) != rdata.size()) return false;  // malformed in the store
     if ((rule.flags() & rpz::kCnameWildcardTarget) == 0) {
         if (rdata.size() > rpz::kMaxNameWire) return false;
         std::memcpy(out, rdata.data(), rdata.size());

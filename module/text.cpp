@@ -2,12 +2,17 @@
 #include "module/text.hpp"
 
 #include <array>
+#include <cstring>
 #include <ctime>
 
 namespace dnsfw::module {
 
 void TextBuffer::append(std::string_view s) noexcept {
-    for (char c : s) append(c);
+    const std::size_t room = capacity_ - size_;
+    const std::size_t n = s.size() <= room ? s.size() : room;
+    if (n != 0) std::memcpy(data_ + size_, s.data(), n);
+    size_ += n;
+    if (n < s.size()) truncated_ = true;
 }
 
 void TextBuffer::append(char c) noexcept {

@@ -20,6 +20,8 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace {
@@ -52,6 +54,36 @@ rpz::Rule make_rule(const std::string& name, bool wildcard) {
     return r;
 }
 
+/// Baseline: the same rules in an in-process hash table (what a resolver's
+/// own in-memory RPZ amounts to), evaluated by the same rpz::evaluate.
+class HashRuleSource final : public rpz::RuleSource {
+public:
+    void add(const rpz::Rule& r) {
+        std::string k(1, static_cast<char>(r.trigger));
+        k.append(r.key.begin(), r.key.end());
+        map_.emplace(std::move(k), rpz::encode_rule_value(r));
+    }
+    std::size_t zone_count() const noexcept override { return 1; }
+    std::optional<rpz::RuleView> find(std::size_t, rpz::Trigger t,
+                                      std::span<const std::uint8_t> key) const noexcept override {
+        char buf[rpz::kMaxNameKey + 4];
+        buf[0] = static_cast<char>(t);
+        std::copy(key.begin(), key.end(), buf + 1);
+        const auto it = map_.find(std::string_view(buf, key.size() + 1));
+        if (it == map_.end()) return std::nullopt;
+        return rpz::RuleView::parse(it->second);
+    }
+
+private:
+    struct Hash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const noexcept {
+            return std::hash<std::string_view>{}(s);
+        }
+    };
+    std::unordered_map<std::string, std::vector<std::uint8_t>, Hash, std::equal_to<>> map_;
+};
+
 /// The store, built on first use; a read-only Store and one Snapshot, as a
 /// resolver worker would hold them.
 struct Fixture {
@@ -59,6 +91,7 @@ struct Fixture {
     std::unique_ptr<store::Store> store;
     std::unique_ptr<store::Snapshot> snapshot;
     std::vector<rpz::Name> hits, wildcard_hits, misses;
+    HashRuleSource baseline;
     double bytes_per_rule_used = 0;
     double bytes_per_rule_file = 0;
 
@@ -76,6 +109,7 @@ struct Fixture {
             zone.rules.push_back(
                 make_rule(wildcard ? wildcard_parent(i) : exact_name(i), wildcard));
         }
+        for (const auto& r : zone.rules) baseline.add(r);
         std::sort(zone.rules.begin(), zone.rules.end(),
                   [](const rpz::Rule& a, const rpz::Rule& b) { return a.key < b.key; });
         {
@@ -148,6 +182,32 @@ void run_lookups(benchmark::State& state, const std::vector<rpz::Name>& names, b
     state.counters["bytes_per_rule"] = f.bytes_per_rule_used;
     state.counters["rules"] = static_cast<double>(kRules);
 }
+
+void run_baseline(benchmark::State& state, const std::vector<rpz::Name>& names,
+                  bool expect_match) {
+    Fixture& f = fixture();
+    std::size_t n = 0;
+    std::size_t wrong = 0;
+    for (auto _ : state) {
+        rpz::Query q;
+        q.qname = names[n++ % names.size()];
+        q.qtype = 1;
+        const rpz::Decision d = rpz::evaluate(f.baseline, q);
+        if (d.matched != expect_match) ++wrong;
+        benchmark::DoNotOptimize(d);
+    }
+    if (wrong != 0) state.SkipWithError("unexpected lookup result");
+}
+
+// Baselines: the same evaluation over an in-memory hash table of the same rules.
+void BM_BaselineHashExactHit(benchmark::State& state) { run_baseline(state, fixture().hits, true); }
+BENCHMARK(BM_BaselineHashExactHit);
+void BM_BaselineHashWildcardHit(benchmark::State& state) {
+    run_baseline(state, fixture().wildcard_hits, true);
+}
+BENCHMARK(BM_BaselineHashWildcardHit);
+void BM_BaselineHashMiss(benchmark::State& state) { run_baseline(state, fixture().misses, false); }
+BENCHMARK(BM_BaselineHashMiss);
 
 void BM_StoreRefreshUnchanged(benchmark::State& state) {
     Fixture& f = fixture();

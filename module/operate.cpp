@@ -32,6 +32,9 @@ struct QueryState {
     ub_packed_rrset_key* soa = nullptr;    ///< the policy zone's SOA, or nullptr
     dns_msg* target = nullptr;             ///< target's answer (copied), or nullptr
     int target_rcode = 0;                  ///< rcode when target is nullptr
+    /// A PASSTHRU rule matched: keep the resolved answer out of the message
+    /// cache, so every such query reaches this module (and is logged).
+    bool passthru = false;
 };
 
 /// Everything the answer builders need about the applied policy.
@@ -401,7 +404,10 @@ void apply(ModuleState& state, module_qstate* qstate, int id, const dnsfw_ub_cli
     }
     switch (action) {
     case rpz::Action::Passthru:
-        return pass_on(qstate, id, slot, at_moddone);
+        pass_on(qstate, id, slot, at_moddone);
+        if (auto* qs = static_cast<QueryState*>(qstate->minfo[id]); qs != nullptr && !at_moddone)
+            qs->passthru = true;
+        return;
     case rpz::Action::Nxdomain:
         return answer_negative(qstate, id, a, LDNS_RCODE_NXDOMAIN);
     case rpz::Action::Nodata:
@@ -465,6 +471,10 @@ void police(ModuleState& state, module_qstate* qstate, int id) noexcept {
 /// and the name is policed now, the answer (already cached by the iterator)
 /// is removed from the cache and the policy applied instead.
 void resolved(ModuleState& state, module_qstate* qstate, int id, const QueryState& qs) noexcept {
+    // The iterator cached the answer of a PASSTHRU match: drop the message
+    // (its RRsets stay cached, so the next query is answered without going
+    // upstream) so that the next identical query is policed and logged too.
+    if (qs.passthru) remove_cached_answer(qstate);
     WorkerSlot* slot = current_slot(state, qstate);
     if (slot == nullptr || slot->generation == qs.generation) {
         qstate->ext_state[id] = module_finished;

@@ -62,8 +62,17 @@ public:
         std::string k(1, static_cast<char>(r.trigger));
         k.append(r.key.begin(), r.key.end());
         map_.emplace(std::move(k), rpz::encode_rule_value(r));
+        if (r.key.size() >= 2 && r.key[r.key.size() - 2] == 1 && r.key.back() == '*') {
+            std::size_t labels = 0;
+            for (std::size_t i = 0; i + 2 < r.key.size(); i += 1u + r.key[i]) ++labels;
+            depth_ = std::max(depth_, labels);
+        }
     }
     std::size_t zone_count() const noexcept override { return 1; }
+    /// The same probe bound the store keeps per zone (deepest wildcard parent).
+    std::size_t max_wildcard_depth(std::size_t, rpz::Trigger) const noexcept override {
+        return depth_;
+    }
     std::optional<rpz::RuleView> find(std::size_t, rpz::Trigger t,
                                       std::span<const std::uint8_t> key) const noexcept override {
         char buf[rpz::kMaxNameKey + 4];
@@ -82,6 +91,7 @@ private:
         }
     };
     std::unordered_map<std::string, std::vector<std::uint8_t>, Hash, std::equal_to<>> map_;
+    std::size_t depth_ = 0;
 };
 
 /// The store, built on first use; a read-only Store and one Snapshot, as a

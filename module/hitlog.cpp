@@ -251,21 +251,26 @@ void HitLog::report_drops(bool final_report) {
     reported_lost_ = lost;
 }
 
+std::uint64_t HitLog::format_batch(std::string& batch) {
+    HitRecord record;
+    std::uint64_t lines = 0;
+    batch.clear();
+    while (lines < kBatch && queue_.try_pop(record)) {
+        try {
+            append_hit_json(batch, record);
+            ++lines;
+        } catch (const std::exception&) {
+            lost_.fetch_add(1, std::memory_order_relaxed);  // out of memory
+        }
+    }
+    return lines;
+}
+
 void HitLog::run() {
     std::string batch;
     batch.reserve(kBatch * 320);
-    HitRecord record;
     for (;;) {
-        std::uint64_t lines = 0;
-        batch.clear();
-        while (lines < kBatch && queue_.try_pop(record)) {
-            try {
-                append_hit_json(batch, record);
-                ++lines;
-            } catch (const std::exception&) {
-                lost_.fetch_add(1, std::memory_order_relaxed);  // out of memory
-            }
-        }
+        const std::uint64_t lines = format_batch(batch);
         if (lines > 0) write_batch(batch, lines);
 
         const std::int64_t now = monotonic_ms();
@@ -286,16 +291,7 @@ void HitLog::run() {
     }
     // Final drain: everything pushed before the destructor ran.
     for (;;) {
-        std::uint64_t lines = 0;
-        batch.clear();
-        while (lines < kBatch && queue_.try_pop(record)) {
-            try {
-                append_hit_json(batch, record);
-                ++lines;
-            } catch (const std::exception&) {
-                lost_.fetch_add(1, std::memory_order_relaxed);
-            }
-        }
+        const std::uint64_t lines = format_batch(batch);
         if (lines == 0) break;
         write_batch(batch, lines);
     }

@@ -121,6 +121,9 @@ public:
 
 private:
     void run();
+    /// Pops up to kBatch records and formats them into `batch` (cleared first);
+    /// returns how many lines it holds. Writer thread only.
+    std::uint64_t format_batch(std::string& batch);
     bool open_file(bool report);
     void maybe_reopen(std::int64_t now_ms);
     void write_batch(const std::string& data, std::uint64_t lines);

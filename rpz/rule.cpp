@@ -90,7 +90,19 @@ std::string Diagnostic::to_string() const {
     out += ':';
     out += std::to_string(line);
     out += severity == Severity::Error ? ": error: " : ": warning: ";
-    out += message;
+    // Messages quote feed text: never pass control bytes (terminal escape
+    // sequences) through to a terminal or a log.
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (const char c : message) {
+        const auto u = static_cast<unsigned char>(c);
+        if (u < 0x20 || u == 0x7f) {
+            out += "\\x";
+            out += kHex[u >> 4];
+            out += kHex[u & 15];
+        } else {
+            out += c;
+        }
+    }
     return out;
 }
 

@@ -139,9 +139,11 @@ TEST_CASE("the queue loses nothing with concurrent producers", "[module][hitlog]
     constexpr int kPerThread = 20000;
     std::atomic<int> pushed{0};
     std::vector<std::thread> producers;
+    // Built here: Catch2's assertions (inside sample()) are not thread-safe.
+    const HitRecord proto = sample();
     for (int t = 0; t < kThreads; ++t) {
         producers.emplace_back([&, t] {
-            HitRecord r = sample();
+            HitRecord r = proto;
             for (int i = 0; i < kPerThread; ++i) {
                 r.port = static_cast<std::uint16_t>(t);
                 r.qtype = static_cast<std::uint16_t>(i & 0xffff);

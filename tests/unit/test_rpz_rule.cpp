@@ -179,3 +179,13 @@ TEST_CASE("encode_rule_value refuses rdata over 65535 octets", "[rpz][rule]") {
     r.records.push_back(LocalRecord{16, 1, std::vector<std::uint8_t>(65536, 'x')});
     CHECK_THROWS_AS(encode_rule_value(r), std::length_error);
 }
+
+TEST_CASE("diagnostics escape control bytes quoted from feeds", "[rpz]") {
+    dnsfw::rpz::Diagnostic d;
+    d.file = "feed.txt";
+    d.line = 3;
+    d.message = "invalid name: \"evil\x1b]0;PWNED\x07\x1b[2J.example\"";
+    const std::string s = d.to_string();
+    CHECK(s == "feed.txt:3: error: invalid name: \"evil\\x1b]0;PWNED\\x07\\x1b[2J.example\"");
+    CHECK(s.find('\x1b') == std::string::npos);
+}

@@ -197,7 +197,10 @@ int zone_load(const Args& args) {
             // serial + 1, so that every reload is a new serial.
             auto now = static_cast<std::uint32_t>(std::time(nullptr));
             auto previous = st.zone(name);
-            zone.serial = previous && previous->serial >= now ? previous->serial + 1 : now;
+            // Serial arithmetic (RFC 1982): past 2^32-1 the next serial is 1;
+            // 0 is kept for "no serial".
+            const auto next = [](std::uint32_t v) { return v == 0xffffffffu ? 1u : v + 1; };
+            zone.serial = previous && previous->serial >= now ? next(previous->serial) : now;
             serial_note = format == rpz::InputFormat::Rpz ? ", no SOA: load time" : "";
         }
         set_soa_serial(zone.soa_rdata, zone.serial);

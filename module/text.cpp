@@ -1,6 +1,8 @@
 // Allocation-free text formatting. No Unbound includes.
 #include "module/text.hpp"
 
+#include "rpz/rpz.hpp"
+
 #include <array>
 #include <cstring>
 #include <ctime>
@@ -36,84 +38,16 @@ void TextBuffer::append_uint_padded(std::uint64_t v, unsigned width) noexcept {
     while (n > 0) append(digits[--n]);
 }
 
-namespace {
-
-/// One label's octets, escaped as in master files.
-void append_label(TextBuffer& out, const std::uint8_t* p, std::size_t len) noexcept {
-    for (std::size_t i = 0; i < len; ++i) {
-        const std::uint8_t c = p[i];
-        switch (c) {
-        case '.': case '\\': case '"': case '(': case ')': case ';': case '@': case '$':
-            out.append('\\');
-            out.append(static_cast<char>(c));
-            break;
-        default:
-            if (c > 0x20 && c < 0x7f) {
-                out.append(static_cast<char>(c));
-            } else {
-                out.append('\\');
-                out.append_uint_padded(c, 3);
-            }
-        }
-    }
-}
-
-}  // namespace
-
 void append_name(TextBuffer& out, std::span<const std::uint8_t> wire) noexcept {
-    std::size_t pos = 0;
-    std::size_t total = 0;
-    bool first = true;
-    while (true) {
-        if (pos >= wire.size()) {
-            out.append("<invalid>");
-            return;
-        }
-        const std::size_t len = wire[pos];
-        if (len == 0) {
-            if (first) out.append('.');
-            return;
-        }
-        total += len + 1;
-        if (len > 63 || pos + 1 + len > wire.size() || total + 1 > 255) {
-            out.append("<invalid>");
-            return;
-        }
-        append_label(out, wire.data() + pos + 1, len);
-        out.append('.');
-        pos += 1 + len;
-        first = false;
-    }
+    std::array<char, rpz::kMaxNameText> buf;
+    const std::size_t n = rpz::format_name(wire, buf);
+    out.append(n == 0 ? std::string_view("<invalid>") : std::string_view(buf.data(), n));
 }
 
 void append_name_key(TextBuffer& out, std::span<const std::uint8_t> key) noexcept {
-    if (key.empty()) {
-        out.append('.');
-        return;
-    }
-    // Labels are stored root side first; print them leaf first.
-    std::array<std::uint16_t, 130> starts{};
-    std::size_t n = 0;
-    std::size_t pos = 0;
-    while (pos < key.size()) {
-        const std::size_t len = key[pos];
-        if (len == 0 || len > 63 || pos + 1 + len > key.size() || n == starts.size()) {
-            out.append("<invalid>");
-            return;
-        }
-        starts[n++] = static_cast<std::uint16_t>(pos);
-        pos += 1 + len;
-    }
-    for (std::size_t i = n; i-- > 0;) {
-        const std::size_t at = starts[i];
-        const std::size_t len = key[at];
-        if (len == 1 && key[at + 1] == '*') {
-            out.append('*');  // the wildcard label, not an escaped asterisk
-        } else {
-            append_label(out, key.data() + at + 1, len);
-        }
-        if (i != 0) out.append('.');
-    }
+    std::array<char, rpz::kMaxNameText> buf;
+    const std::size_t n = rpz::format_name_key(key, buf);
+    out.append(n == 0 ? std::string_view("<invalid>") : std::string_view(buf.data(), n));
 }
 
 void append_rr_type(TextBuffer& out, std::uint16_t type) noexcept {

@@ -2,7 +2,6 @@
 // store's name keys (labels reversed, root side first).
 #include "rpz/rpz.hpp"
 
-#include <cstdio>
 
 namespace dnsfw::rpz {
 namespace {
@@ -17,26 +16,42 @@ constexpr std::uint8_t lower(std::uint8_t c) noexcept {
 
 constexpr bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
 
-/// Appends one label octet in presentation form: printable characters as
-/// they are, the characters that are special in master files as "\X", the
-/// rest as "\DDD".
-void append_label_octet(std::string& out, std::uint8_t c) {
-    switch (c) {
-    case '.': case '\\': case '"': case '(': case ')': case ';': case '@': case '$':
-        out.push_back('\\');
-        out.push_back(static_cast<char>(c));
-        return;
-    default:
-        break;
+/// Writes into caller storage, never past its end; `ok` turns false when
+/// something did not fit.
+struct TextWriter {
+    std::span<char> out;
+    std::size_t size = 0;
+    bool ok = true;
+    void put(char c) noexcept {
+        if (size < out.size()) {
+            out[size++] = c;
+        } else {
+            ok = false;
+        }
     }
-    if (c > 0x20 && c < 0x7f) {
-        out.push_back(static_cast<char>(c));
-        return;
+    /// One label octet in presentation form: printable characters as they
+    /// are, the characters that are special in master files as "\X", the
+    /// rest as "\DDD".
+    void label_octet(std::uint8_t c) noexcept {
+        switch (c) {
+        case '.': case '\\': case '"': case '(': case ')': case ';': case '@': case '$':
+            put('\\');
+            put(static_cast<char>(c));
+            return;
+        default:
+            break;
+        }
+        if (c > 0x20 && c < 0x7f) {
+            put(static_cast<char>(c));
+            return;
+        }
+        put('\\');
+        put(static_cast<char>('0' + c / 100));
+        put(static_cast<char>('0' + c / 10 % 10));
+        put(static_cast<char>('0' + c % 10));
     }
-    char buf[5];
-    std::snprintf(buf, sizeof buf, "\\%03u", static_cast<unsigned>(c));
-    out.append(buf, 4);
-}
+    std::size_t result() const noexcept { return ok ? size : 0; }
+};
 
 /// Splits a wire name into label offsets (excluding the root label).
 /// Returns the label count, or SIZE_MAX if malformed.
@@ -110,20 +125,22 @@ std::optional<Name> name_from_text(std::string_view text) noexcept {
     }
 }
 
-std::string name_to_text(std::span<const std::uint8_t> wire) {
-    std::size_t len = name_wire_length(wire);
-    if (len == 0) return "<invalid>";
-    if (len == 1) return ".";
-    std::string out;
-    out.reserve(len + 8);
-    std::size_t pos = 0;
-    while (wire[pos] != 0) {
-        std::size_t n = wire[pos];
-        for (std::size_t i = 1; i <= n; ++i) append_label_octet(out, wire[pos + i]);
-        out.push_back('.');
-        pos += 1 + n;
+std::size_t format_name(std::span<const std::uint8_t> wire, std::span<char> out) noexcept {
+    const std::size_t len = name_wire_length(wire);
+    if (len == 0) return 0;
+    TextWriter w{out};
+    if (len == 1) w.put('.');
+    for (std::size_t pos = 0; wire[pos] != 0; pos += 1u + wire[pos]) {
+        for (std::size_t i = 1; i <= wire[pos]; ++i) w.label_octet(wire[pos + i]);
+        w.put('.');
     }
-    return out;
+    return w.result();
+}
+
+std::string name_to_text(std::span<const std::uint8_t> wire) {
+    std::array<char, kMaxNameText> buf;
+    const std::size_t n = format_name(wire, buf);
+    return n == 0 ? std::string("<invalid>") : std::string(buf.data(), n);
 }
 
 std::size_t name_wire_length(std::span<const std::uint8_t> wire) noexcept {
@@ -163,8 +180,12 @@ bool make_name_key(std::span<const std::uint8_t> wire, NameKey& out) noexcept {
     return true;
 }
 
-std::string name_key_to_text(std::span<const std::uint8_t> key) {
-    if (key.empty()) return ".";
+std::size_t format_name_key(std::span<const std::uint8_t> key, std::span<char> out) noexcept {
+    TextWriter w{out};
+    if (key.empty()) {
+        w.put('.');
+        return w.result();
+    }
     // Collect label offsets root side first, then print them leaf first.
     std::array<std::size_t, kMaxLabels + 1> offsets{};
     std::size_t n = 0;
@@ -172,18 +193,22 @@ std::string name_key_to_text(std::span<const std::uint8_t> key) {
     while (pos < key.size()) {
         std::size_t len = key[pos];
         if (len == 0 || len > kMaxLabel || pos + 1 + len > key.size() || n == offsets.size())
-            return "<invalid>";
+            return 0;
         offsets[n++] = pos;
         pos += 1 + len;
     }
-    std::string out;
-    out.reserve(key.size() + 8);
     for (std::size_t i = n; i-- > 0;) {
         std::size_t off = offsets[i];
-        for (std::size_t j = 1; j <= key[off]; ++j) append_label_octet(out, key[off + j]);
-        if (i != 0) out.push_back('.');
+        for (std::size_t j = 1; j <= key[off]; ++j) w.label_octet(key[off + j]);
+        if (i != 0) w.put('.');
     }
-    return out;
+    return w.result();
+}
+
+std::string name_key_to_text(std::span<const std::uint8_t> key) {
+    std::array<char, kMaxNameText> buf;
+    const std::size_t n = format_name_key(key, buf);
+    return n == 0 ? std::string("<invalid>") : std::string(buf.data(), n);
 }
 
 }  // namespace dnsfw::rpz

@@ -79,6 +79,18 @@ std::optional<Name> name_from_text(std::string_view text) noexcept;
 /// escaping non-printable octets as \DDD. Returns "<invalid>" for malformed input.
 std::string name_to_text(std::span<const std::uint8_t> wire);
 
+/// Upper bound of a presentation-form name or name key (every octet as
+/// "\DDD", plus the dots).
+inline constexpr std::size_t kMaxNameText = 4 * kMaxNameWire + 4;
+
+/// name_to_text into caller storage: returns the number of characters
+/// written, or 0 if the name is malformed or `out` is too small. noexcept,
+/// no allocation (the query path's log and EDE text use it).
+std::size_t format_name(std::span<const std::uint8_t> wire, std::span<char> out) noexcept;
+
+/// name_key_to_text into caller storage; same contract as format_name.
+std::size_t format_name_key(std::span<const std::uint8_t> key, std::span<char> out) noexcept;
+
 /// Validates a wire name (labels <= 63, total <= 255, terminated). Returns
 /// its wire length, or 0 if malformed. noexcept, no allocation.
 std::size_t name_wire_length(std::span<const std::uint8_t> wire) noexcept;

@@ -93,11 +93,13 @@ void append_hit_json(std::string& out, const HitRecord& r) {
     b.append(rpz::to_string(r.trigger));
     b.append("\",\"rule\":\"");
     {
-        TextBuffer t(scratch, sizeof scratch);
-        append_name_key(t, {r.key.data(), std::min<std::size_t>(r.key_len, r.key.size())});
-        append_json_escaped(b, t.view());
+        const std::size_t n = rpz::format_rule_key(
+            r.trigger, {r.key.data(), std::min<std::size_t>(r.key_len, r.key.size())},
+            {scratch, sizeof scratch});
+        append_json_escaped(b, n != 0 ? std::string_view(scratch, n) : std::string_view("<invalid>"));
     }
     b.append("\",\"action\":\"");
+    if (r.disabled) b.append("disabled:");
     b.append(rpz::to_string(r.action));
     b.append("\"}\n");
     out.append(b.view());

@@ -45,12 +45,17 @@ struct HitRecord {
     HitTransport transport = HitTransport::Other;
     rpz::Trigger trigger = rpz::Trigger::Qname;
     rpz::Action action = rpz::Action::Passthru;
+    /// The match was in a DISABLED zone: logged as "disabled:<action>" (what
+    /// the zone would have done), nothing was changed.
+    bool disabled = false;
     std::uint16_t qname_len = 0;
     std::uint16_t key_len = 0;
     std::uint16_t zone_len = 0;
     std::array<std::uint8_t, 16> address{};             ///< network order
     std::array<std::uint8_t, rpz::kMaxNameWire + 1> qname{};  ///< wire format
-    std::array<std::uint8_t, rpz::kMaxNameKey + 2> key{};     ///< rule owner key, relative to the zone
+    /// Rule owner key relative to the zone: a name key (QNAME, NSDNAME) or
+    /// an IP key (CLIENT-IP, Response-IP, NSIP), printed as the prefix.
+    std::array<std::uint8_t, rpz::kMaxNameKey + 2> key{};
     std::array<char, 256> zone{};                       ///< zone name, presentation (cut at 256)
 };
 static_assert(std::is_trivially_copyable_v<HitRecord>);

@@ -3,6 +3,7 @@
 
 #include "module/answer.hpp"
 #include "module/cache.hpp"
+#include "module/facts.hpp"
 #include "module/text.hpp"
 #include "module/watch.hpp"
 
@@ -30,34 +31,41 @@ struct QueryState {
     std::uint64_t generation = 0;          ///< store generation of the decision (Passed)
     ub_packed_rrset_key* cname = nullptr;  ///< the synthesised CNAME (answer head)
     ub_packed_rrset_key* soa = nullptr;    ///< the policy zone's SOA, or nullptr
+    /// Upstream CNAMEs kept in front of a rewrite at a later chain link.
+    ub_packed_rrset_key* const* prefix = nullptr;
+    std::size_t n_prefix = 0;
     dns_msg* target = nullptr;             ///< target's answer (copied), or nullptr
     int target_rcode = 0;                  ///< rcode when target is nullptr
+    /// The query-stage decision is final and says "resolve and keep the
+    /// answer" (PASSTHRU, or TCP-only over TCP): no evaluation on moddone.
+    bool keep = false;
     /// A PASSTHRU rule matched: keep the resolved answer out of the message
     /// cache, so every such query reaches this module (and is logged).
-    bool passthru = false;
+    bool uncache = false;
+    /// Link 0 was evaluated at the query stage without a match and without
+    /// a pending response-stage trigger: moddone starts at chain link 1.
+    bool link0_done = false;
 };
 
 /// Everything the answer builders need about the applied policy.
 struct Applied {
     const rpz::Decision* decision = nullptr;
     WorkerSlot* slot = nullptr;
+    /// The chain link the rule matched (the qname at the query stage): owner
+    /// of synthesised records and base of `*.suffix` CNAME targets.
+    std::span<const std::uint8_t> owner;
+    /// Upstream CNAMEs kept in front of the policy answer (moddone only).
+    std::span<ub_packed_rrset_key* const> prefix;
     std::uint16_t ede = 0;
     bool with_ede = false;
-    /// Deciding again on module_event_moddone (the store changed while the
-    /// query resolved): "pass on" then means "keep the resolved answer".
-    bool at_moddone = false;
 };
 
-/// Hands the query to the next module (remembering the store generation of
-/// the decision), or with `at_moddone` keeps the answer it returned.
-void pass_on(module_qstate* qstate, int id, const WorkerSlot* slot = nullptr,
-             bool at_moddone = false) noexcept {
-    if (at_moddone) {
-        qstate->ext_state[id] = module_finished;
-        return;
-    }
+/// Hands the query to the next module, remembering the store generation of
+/// the decision (nullptr slot: unprotected / unpoliced, nothing to redo).
+QueryState* pass_on(module_qstate* qstate, int id, const WorkerSlot* slot = nullptr) noexcept {
+    QueryState* qs = nullptr;
     if (slot != nullptr) {
-        auto* qs = static_cast<QueryState*>(regional_alloc(qstate->region, sizeof(QueryState)));
+        qs = static_cast<QueryState*>(regional_alloc(qstate->region, sizeof(QueryState)));
         if (qs != nullptr) {
             new (qs) QueryState{};
             qs->generation = slot->generation;
@@ -65,6 +73,7 @@ void pass_on(module_qstate* qstate, int id, const WorkerSlot* slot = nullptr,
         }
     }
     qstate->ext_state[id] = module_wait_module;
+    return qs;
 }
 
 void finish(module_qstate* qstate, int id, dns_msg* msg) noexcept {
@@ -102,8 +111,12 @@ rpz::Transport to_query_transport(dnsfw_ub_transport t) noexcept {
     return rpz::Transport::Other;
 }
 
-void push_hit(HitLog& log, const module_qstate* qstate, const dnsfw_ub_client& client,
-              const rpz::Decision& d, const store::Snapshot& snapshot) noexcept {
+/// Queues one hit-log record (if the hit log is on and the zone logs).
+void push_hit(ModuleState& state, const module_qstate* qstate, const dnsfw_ub_client& client,
+              const rpz::Match& m, rpz::Action action, bool disabled,
+              const store::Snapshot& snapshot) noexcept {
+    HitLog* log = state.hit_log();
+    if (log == nullptr || m.zone >= snapshot.zone_count() || !snapshot.policy(m.zone).log) return;
     HitRecord r;
     timespec ts{};
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -123,71 +136,114 @@ void push_hit(HitLog& log, const module_qstate* qstate, const dnsfw_ub_client& c
         std::memcpy(r.address.data(), &sin6.sin6_addr, 16);
         r.port = ntohs(sin6.sin6_port);
     }
-    r.trigger = d.trigger;
-    r.action = d.action();
+    r.trigger = m.trigger;
+    r.action = action;
+    r.disabled = disabled;
     const std::size_t qlen = std::min(qstate->qinfo.qname_len, r.qname.size());
     std::memcpy(r.qname.data(), qstate->qinfo.qname, qlen);
     r.qname_len = static_cast<std::uint16_t>(qlen);
-    const auto key = d.key.view();
+    const auto key = m.key.view();
     const std::size_t klen = std::min(key.size(), r.key.size());
     std::memcpy(r.key.data(), key.data(), klen);
     r.key_len = static_cast<std::uint16_t>(klen);
-    const std::string& zone = snapshot.zone_info(d.zone).name;
+    const std::string& zone = snapshot.zone_info(m.zone).name;
     const std::size_t zlen = std::min(zone.size(), r.zone.size());
     std::memcpy(r.zone.data(), zone.data(), zlen);
     r.zone_len = static_cast<std::uint16_t>(zlen);
-    log.push(r);
+    log->push(r);
 }
 
-/// "dnsfw: zone threat.rpz. rule *.bad.example nxdomain"
+/// Logs the matches of DISABLED zones ("disabled:<what the zone would have done>").
+void log_disabled(ModuleState& state, const module_qstate* qstate, const dnsfw_ub_client& client,
+                  const rpz::Decision& d, const store::Snapshot& snapshot) noexcept {
+    for (std::size_t i = 0; i < d.n_disabled && i < d.disabled.size(); ++i) {
+        const rpz::Match& m = d.disabled[i];
+        const rpz::Action would = m.rule ? m.rule->action() : rpz::Action::Passthru;
+        push_hit(state, qstate, client, m, would, true, snapshot);
+    }
+}
+
+/// "dnsfw: zone threat.rpz. rule *.bad.example nxdomain", after the zone's
+/// own EDE text if it has one.
 bool attach_ede(module_qstate* qstate, const Applied& a) noexcept {
     if (!a.with_ede) return true;
     char storage[1400];
     TextBuffer t(storage, sizeof storage);
+    const rpz::ZonePolicy* policy = a.decision->policy;
+    if (policy != nullptr && !policy->ede_text.empty()) {
+        t.append(policy->ede_text);
+        t.append("; ");
+    }
     t.append("dnsfw: zone ");
     t.append(a.slot->snapshot->zone_info(a.decision->zone).name);
     t.append(" rule ");
-    append_name_key(t, a.decision->key.view());
+    char key[rpz::kMaxNameText + 1];
+    const std::size_t n =
+        rpz::format_rule_key(a.decision->trigger, a.decision->key.view(), {key, sizeof key});
+    t.append(n != 0 ? std::string_view(key, n) : std::string_view("<invalid>"));
     t.append(' ');
     t.append(rpz::to_string(a.decision->action()));
     return add_ede(qstate, a.ede, t.view());
 }
 
 /// The policy zone's SOA for the additional section (owner = zone apex,
-/// TTL = the SOA's TTL), or nullptr if the zone has none.
+/// TTL = the SOA's TTL capped by max-policy-ttl), or nullptr if the zone has
+/// none or its add-soa setting is off.
 ub_packed_rrset_key* policy_soa(module_qstate* qstate, const Applied& a) noexcept {
     const std::size_t z = a.decision->zone;
+    if (a.decision->policy != nullptr && !a.decision->policy->add_soa) return nullptr;
     if (z >= a.slot->apex.size() || a.slot->apex[z].empty()) return nullptr;
     const store::ZoneInfo& info = a.slot->snapshot->zone_info(z);
     if (info.soa_rdata.empty()) return nullptr;
-    const RrSpec soa{LDNS_RR_TYPE_SOA, info.soa_ttl, info.soa_rdata};
+    const RrSpec soa{LDNS_RR_TYPE_SOA, a.decision->cap_ttl(info.soa_ttl), info.soa_rdata};
     return make_rrset(qstate->region, a.slot->apex[z], LDNS_RR_TYPE_SOA, LDNS_RR_CLASS_IN,
                       {&soa, 1});
 }
 
-/// NXDOMAIN, NODATA (NOERROR, empty) or another rcode without answer data.
+/// `a.prefix` followed by `sets` (null entries skipped later), in the region.
+std::span<ub_packed_rrset_key* const> with_prefix(module_qstate* qstate, const Applied& a,
+                                                  std::span<ub_packed_rrset_key* const> sets,
+                                                  bool& ok) noexcept {
+    ok = true;
+    if (a.prefix.empty()) return sets;
+    auto** all = static_cast<ub_packed_rrset_key**>(regional_alloc(
+        qstate->region, sizeof(ub_packed_rrset_key*) * (a.prefix.size() + sets.size())));
+    if (all == nullptr) {
+        ok = false;
+        return {};
+    }
+    std::copy(a.prefix.begin(), a.prefix.end(), all);
+    std::copy(sets.begin(), sets.end(), all + a.prefix.size());
+    return {all, a.prefix.size() + sets.size()};
+}
+
+/// NXDOMAIN, NODATA (NOERROR, empty) or another rcode without answer data
+/// (but with the upstream CNAMEs in front of a later chain link).
 void answer_negative(module_qstate* qstate, int id, const Applied& a, int rcode) noexcept {
     ub_packed_rrset_key* additional[1] = {policy_soa(qstate, a)};
     attach_ede(qstate, a);
-    finish(qstate, id, make_reply(qstate, rcode, false, {{}, {}, additional}));
+    bool ok = true;
+    const auto answer = with_prefix(qstate, a, {}, ok);
+    if (!ok) return finish(qstate, id, nullptr);
+    finish(qstate, id, make_reply(qstate, rcode, false, {answer, {}, additional}));
 }
 
 /// The CNAME target of a local-data CNAME: the stored name, or for a
-/// `*.suffix` target the query name prepended to the suffix. Returns false
-/// (YXDOMAIN) if the result would exceed 255 octets (or the stored name is
-/// malformed).
-bool cname_target(const module_qstate* qstate, const rpz::RuleView& rule,
+/// `*.suffix` target the chain link's name prepended to the suffix. Returns
+/// false (YXDOMAIN) if the result would exceed 255 octets (or the stored
+/// name is malformed).
+bool cname_target(std::span<const std::uint8_t> owner, bool wildcard,
                   std::span<const std::uint8_t> rdata, std::uint8_t* out, std::size_t& len) noexcept {
     if (rpz::name_wire_length(rdata) != rdata.size()) return false;  // malformed in the store
-    if ((rule.flags() & rpz::kCnameWildcardTarget) == 0) {
+    if (!wildcard) {
         if (rdata.size() > rpz::kMaxNameWire) return false;
         std::memcpy(out, rdata.data(), rdata.size());
         len = rdata.size();
         return true;
     }
-    const std::size_t prefix = qstate->qinfo.qname_len - 1;  // without the root label
+    const std::size_t prefix = owner.size() - 1;  // without the root label
     if (prefix + rdata.size() > rpz::kMaxNameWire) return false;
-    std::memcpy(out, qstate->qinfo.qname, prefix);
+    std::memcpy(out, owner.data(), prefix);
     std::memcpy(out + prefix, rdata.data(), rdata.size());
     len = prefix + rdata.size();
     return true;
@@ -212,14 +268,22 @@ void start_redirect(module_qstate* qstate, int id, const Applied& a, ub_packed_r
         finish(qstate, id, nullptr);
         return;
     }
-    new (qs) QueryState{QueryState::Phase::WaitTarget, 0, cname, soa, nullptr, 0};
+    new (qs) QueryState{};
+    qs->phase = QueryState::Phase::WaitTarget;
+    qs->cname = cname;
+    qs->soa = soa;
+    qs->prefix = a.prefix.data();
+    qs->n_prefix = a.prefix.size();
 
     const auto flags = static_cast<std::uint16_t>(BIT_RD | (qstate->query_flags & BIT_CD));
     module_env* env = qstate->env;
     if ((*env->detect_cycle)(qstate, &sub_info, flags, 0, 0)) {
         // The target depends on this very query: answer the CNAME alone.
-        ub_packed_rrset_key* answer[1] = {cname};
+        ub_packed_rrset_key* head[1] = {cname};
+        bool ok = true;
+        const auto answer = with_prefix(qstate, a, head, ok);
         ub_packed_rrset_key* additional[1] = {soa};
+        if (!ok) return finish(qstate, id, nullptr);
         finish(qstate, id, make_reply(qstate, LDNS_RCODE_NOERROR, false, {answer, {}, additional}));
         return;
     }
@@ -251,29 +315,33 @@ void finish_redirect(module_qstate* qstate, int id, QueryState& qs) noexcept {
     const std::size_t an = rep.an_numrrsets;
     const std::size_t ns = rep.ns_numrrsets;
     const std::size_t ar = rep.rrset_count - an - ns;
+    const std::size_t head = qs.n_prefix + 1;
     auto** answer = static_cast<ub_packed_rrset_key**>(
-        regional_alloc(qstate->region, sizeof(ub_packed_rrset_key*) * (an + 1)));
+        regional_alloc(qstate->region, sizeof(ub_packed_rrset_key*) * (an + head)));
     auto** additional = static_cast<ub_packed_rrset_key**>(
         regional_alloc(qstate->region, sizeof(ub_packed_rrset_key*) * (ar + 1)));
     if (answer == nullptr || additional == nullptr) {
         finish(qstate, id, nullptr);
         return;
     }
-    answer[0] = qs.cname;
-    std::copy(rep.rrsets, rep.rrsets + an, answer + 1);
+    if (qs.n_prefix != 0) std::copy(qs.prefix, qs.prefix + qs.n_prefix, answer);
+    answer[qs.n_prefix] = qs.cname;
+    std::copy(rep.rrsets, rep.rrsets + an, answer + head);
     std::copy(rep.rrsets + an + ns, rep.rrsets + rep.rrset_count, additional);
     additional[ar] = qs.soa;
-    const ReplySections sections{{answer, an + 1}, {rep.rrsets + an, ns}, {additional, ar + 1}};
+    const ReplySections sections{{answer, an + head}, {rep.rrsets + an, ns}, {additional, ar + 1}};
     finish(qstate, id, make_reply(qstate, FLAGS_GET_RCODE(rep.flags), false, sections));
 }
 
 /// Local data: the records of the query type (all for ANY); else a CNAME
-/// redirect; else NODATA.
+/// redirect; else NODATA. A zone's CNAME override stands for the rule's
+/// records. TTLs are capped by the zone's max-policy-ttl.
 void answer_local_data(module_qstate* qstate, int id, const Applied& a) noexcept {
-    const rpz::RuleView& rule = *a.decision->rule;
+    const rpz::Decision& d = *a.decision;
     const std::uint16_t qtype = qstate->qinfo.qtype;
     const bool any = qtype == LDNS_RR_TYPE_ANY;
-    const std::size_t n = rule.record_count();
+    const bool override_cname = d.cname_override();
+    const std::size_t n = override_cname ? 1 : d.rule->record_count();
 
     auto* matching = static_cast<RrSpec*>(regional_alloc(qstate->region, sizeof(RrSpec) * (n + 1)));
     if (matching == nullptr) {
@@ -283,19 +351,29 @@ void answer_local_data(module_qstate* qstate, int id, const Applied& a) noexcept
     std::size_t m = 0;
     RrSpec cname{};
     bool have_cname = false;
-    rule.for_each_record([&](const rpz::RuleView::RecordView& r) {
-        if (r.type == qtype || any) new (&matching[m++]) RrSpec{r.type, r.ttl, r.rdata};
-        if (r.type == LDNS_RR_TYPE_CNAME && !have_cname) {
-            cname = RrSpec{r.type, r.ttl, r.rdata};
+    bool wildcard_target = false;
+    auto take = [&](std::uint16_t type, std::uint32_t ttl, std::span<const std::uint8_t> rdata) {
+        const RrSpec rr{type, d.cap_ttl(ttl), rdata};
+        if (type == qtype || any) new (&matching[m++]) RrSpec(rr);
+        if (type == LDNS_RR_TYPE_CNAME && !have_cname) {
+            cname = rr;
             have_cname = true;
         }
-    });
+    };
+    if (override_cname) {
+        take(LDNS_RR_TYPE_CNAME, d.rule ? d.rule->ttl() : 0, d.policy->override_cname);
+        wildcard_target = d.policy->override_cname_wildcard;
+    } else {
+        d.rule->for_each_record(
+            [&](const rpz::RuleView::RecordView& r) { take(r.type, r.ttl, r.rdata); });
+        wildcard_target = (d.rule->flags() & rpz::kCnameWildcardTarget) != 0;
+    }
 
     // A CNAME in the answer carries the computed target.
     std::uint8_t target[rpz::kMaxNameWire + 1];
     std::size_t target_len = 0;
     if (have_cname) {
-        if (!cname_target(qstate, rule, cname.rdata, target, target_len)) {
+        if (!cname_target(a.owner, wildcard_target, cname.rdata, target, target_len)) {
             answer_negative(qstate, id, a, LDNS_RCODE_YXDOMAIN);  // RFC 6672 style
             return;
         }
@@ -304,7 +382,6 @@ void answer_local_data(module_qstate* qstate, int id, const Applied& a) noexcept
             if (matching[i].type == LDNS_RR_TYPE_CNAME) matching[i].rdata = cname.rdata;
         }
     }
-    const std::span<const std::uint8_t> owner{qstate->qinfo.qname, qstate->qinfo.qname_len};
 
     if (m > 0) {
         // One RRset per type, in the order the types first appear.
@@ -325,7 +402,7 @@ void answer_local_data(module_qstate* qstate, int id, const Applied& a) noexcept
             for (std::size_t j = i; j < m; ++j) {
                 if (matching[j].type == type) new (&same[k++]) RrSpec(matching[j]);
             }
-            sets[n_sets] = make_rrset(qstate->region, owner, type, LDNS_RR_CLASS_IN, {same, k});
+            sets[n_sets] = make_rrset(qstate->region, a.owner, type, LDNS_RR_CLASS_IN, {same, k});
             if (sets[n_sets] == nullptr) {
                 finish(qstate, id, nullptr);
                 return;
@@ -334,13 +411,15 @@ void answer_local_data(module_qstate* qstate, int id, const Applied& a) noexcept
         }
         ub_packed_rrset_key* additional[1] = {policy_soa(qstate, a)};
         attach_ede(qstate, a);
-        finish(qstate, id,
-               make_reply(qstate, LDNS_RCODE_NOERROR, false, {{sets, n_sets}, {}, additional}));
+        bool ok = true;
+        const auto answer = with_prefix(qstate, a, {sets, n_sets}, ok);
+        if (!ok) return finish(qstate, id, nullptr);
+        finish(qstate, id, make_reply(qstate, LDNS_RCODE_NOERROR, false, {answer, {}, additional}));
         return;
     }
     if (have_cname) {
         ub_packed_rrset_key* set =
-            make_rrset(qstate->region, owner, LDNS_RR_TYPE_CNAME, LDNS_RR_CLASS_IN, {&cname, 1});
+            make_rrset(qstate->region, a.owner, LDNS_RR_TYPE_CNAME, LDNS_RR_CLASS_IN, {&cname, 1});
         if (set == nullptr) {
             finish(qstate, id, nullptr);
             return;
@@ -361,11 +440,22 @@ WorkerSlot* current_slot(ModuleState& state, module_qstate* qstate) noexcept {
     WorkerSlot* slot = thread >= 0 ? protection->slot(static_cast<std::size_t>(thread)) : nullptr;
     if (slot == nullptr || !slot->snapshot) return nullptr;
     slot->sync();
+    // CLIENT-IP rules: every client query gets its own mesh state, so a
+    // client never receives the answer decided for another client that
+    // asked the same question at the same time (Unbound's own switch, as
+    // the subnetcache module uses it; env is this worker's).
+    if (slot->client_ip_rules && !qstate->env->unique_mesh) {
+        qstate->env->unique_mesh = 1;
+        slot->set_unique_mesh = true;
+    } else if (!slot->client_ip_rules && slot->set_unique_mesh) {
+        qstate->env->unique_mesh = 0;
+        slot->set_unique_mesh = false;
+    }
     if (state.claim_sweep(slot->generation)) {
         timespec t0{};
         timespec t1{};
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        const SweepResult r = remove_policed_answers(qstate->env, *slot->snapshot);
+        const SweepResult r = remove_policed_answers(qstate->env, *slot);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         const auto us = (t1.tv_sec - t0.tv_sec) * 1'000'000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
         const LogLevel level = r.complete ? LogLevel::Info : LogLevel::Error;
@@ -385,29 +475,42 @@ WorkerSlot* current_slot(ModuleState& state, module_qstate* qstate) noexcept {
     return slot;
 }
 
-/// Applies a matched decision (or passes on if `decision` did not match).
+/// Applies a matched decision at chain link `owner` (with the upstream
+/// CNAMEs `prefix` in front, on moddone), or passes on if it did not match.
 void apply(ModuleState& state, module_qstate* qstate, int id, const dnsfw_ub_client& client,
-           WorkerSlot* slot, const rpz::Decision& decision, bool at_moddone) noexcept {
-    if (!decision.matched || !decision.rule) return pass_on(qstate, id, slot, at_moddone);
-
+           WorkerSlot* slot, const rpz::Decision& decision, std::span<const std::uint8_t> owner,
+           std::span<ub_packed_rrset_key* const> prefix, bool at_moddone) noexcept {
+    auto keep = [&](bool uncache) {
+        if (at_moddone) {
+            if (uncache) remove_cached_answer(qstate);
+            qstate->ext_state[id] = module_finished;
+            return;
+        }
+        if (QueryState* qs = pass_on(qstate, id, slot); qs != nullptr) {
+            qs->keep = true;
+            qs->uncache = uncache;
+        }
+    };
     const rpz::Action action = decision.action();
     ++slot->applied[static_cast<std::size_t>(action) & 7];
-    if (HitLog* log = state.hit_log()) push_hit(*log, qstate, client, decision, *slot->snapshot);
+    push_hit(state, qstate, client, decision, action, false, *slot->snapshot);
 
     Applied a;
     a.decision = &decision;
     a.slot = slot;
-    a.at_moddone = at_moddone;
+    a.owner = owner;
+    a.prefix = prefix;
     if (state.config().ede) {
-        a.with_ede = true;
-        a.ede = *state.config().ede;
+        const std::optional<std::uint16_t> code =
+            decision.policy != nullptr ? decision.policy->ede : state.config().ede;
+        if (code) {
+            a.with_ede = true;
+            a.ede = *code;
+        }
     }
     switch (action) {
     case rpz::Action::Passthru:
-        pass_on(qstate, id, slot, at_moddone);
-        if (auto* qs = static_cast<QueryState*>(qstate->minfo[id]); qs != nullptr && !at_moddone)
-            qs->passthru = true;
-        return;
+        return keep(true);
     case rpz::Action::Nxdomain:
         return answer_negative(qstate, id, a, LDNS_RCODE_NXDOMAIN);
     case rpz::Action::Nodata:
@@ -429,21 +532,26 @@ void apply(ModuleState& state, module_qstate* qstate, int id, const dnsfw_ub_cli
         // next UDP query reaches this module again.
         mark_tcp_only(qstate);
         qstate->no_cache_store = 1;
-        return pass_on(qstate, id, slot, at_moddone);
+        return keep(true);
     case rpz::Action::LocalData:
+        if (!decision.rule && !decision.cname_override()) break;
         return answer_local_data(qstate, id, a);
     }
-    pass_on(qstate, id, slot, at_moddone);
+    keep(false);
 }
 
-rpz::Decision decide(const module_qstate* qstate, const dnsfw_ub_client& client,
-                     const WorkerSlot& slot) noexcept {
+/// The rpz::Query of chain link `name` of this query state.
+rpz::Query make_query(const module_qstate* qstate, const dnsfw_ub_client& client, bool has_client,
+                      std::span<const std::uint8_t> name) noexcept {
     rpz::Query query;
-    query.qname = {qstate->qinfo.qname, qstate->qinfo.qname_len};
+    query.qname = name;
     query.qtype = qstate->qinfo.qtype;
     query.qclass = qstate->qinfo.qclass;
     query.transport = to_query_transport(client.transport);
-    return rpz::evaluate(*slot.snapshot, query);
+    if (has_client) query.client = client_ip(client);
+    query.rd = (qstate->query_flags & BIT_RD) != 0;
+    query.do_bit = has_client && client.do_bit != 0;
+    return query;
 }
 
 /// A new query: decide, then answer or pass on.
@@ -457,43 +565,125 @@ void police(ModuleState& state, module_qstate* qstate, int id) noexcept {
         qstate->ext_state[id] = module_finished;
         return;
     }
-    if (qstate->qinfo.qclass != LDNS_RR_CLASS_IN) return pass_on(qstate, id);
+    if (qstate->qinfo.qclass != LDNS_RR_CLASS_IN) {
+        pass_on(qstate, id);
+        return;
+    }
     dnsfw_ub_client client{};
     const bool has_client = dnsfw_ub_first_client(qstate, &client) != 0;
-    if (slot == nullptr) return pass_on(qstate, id);  // unprotected (fail-open)
+    if (slot == nullptr) {
+        pass_on(qstate, id);  // unprotected (fail-open)
+        return;
+    }
     // Internal queries (prefetch, sub-queries) have no client to answer:
-    // never policed, but re-checked on moddone like any other.
-    if (!has_client) return pass_on(qstate, id, slot);
-    apply(state, qstate, id, client, slot, decide(qstate, client, *slot), false);
+    // never policed, but checked on moddone (their answers are cached).
+    if (!has_client) {
+        pass_on(qstate, id, slot);
+        return;
+    }
+    const std::span<const std::uint8_t> qname{qstate->qinfo.qname, qstate->qinfo.qname_len};
+    const rpz::Decision d =
+        rpz::evaluate(*slot->snapshot, make_query(qstate, client, has_client, qname), nullptr);
+    if (d.needs_response_stage) {
+        // A response-stage trigger of a zone of higher precedence (or a
+        // DO=1 match waiting for the answer's DNSSEC status) may still win:
+        // resolve first, decide on moddone.
+        pass_on(qstate, id, slot);
+        return;
+    }
+    log_disabled(state, qstate, client, d, *slot->snapshot);
+    if (!d.matched) {
+        if (QueryState* qs = pass_on(qstate, id, slot); qs != nullptr) qs->link0_done = true;
+        return;
+    }
+    apply(state, qstate, id, client, slot, d, qname, {}, false);
 }
 
-/// A passed-on query came back resolved. If the store changed meanwhile
-/// and the name is policed now, the answer (already cached by the iterator)
-/// is removed from the cache and the policy applied instead.
+/// Removes the cached answers of this query and of every chain link (the
+/// iterator cached the final link's answer under that name too).
+void uncache_chain(module_qstate* qstate, std::span<const ChainLink> links) noexcept {
+    for (const ChainLink& l : links) {
+        msg_cache_remove(qstate->env, const_cast<std::uint8_t*>(l.name.data()), l.name.size(),
+                         qstate->qinfo.qtype, qstate->qinfo.qclass, qstate->query_flags);
+    }
+}
+
+/// A passed-on query came back resolved: evaluate the response-stage
+/// triggers and the QNAME triggers of every CNAME target, in chain order
+/// (the first link with a match wins). Also redoes the query stage if the
+/// store changed meanwhile.
 void resolved(ModuleState& state, module_qstate* qstate, int id, const QueryState& qs) noexcept {
-    // The iterator cached the answer of a PASSTHRU match: drop the message
-    // (its RRsets stay cached, so the next query is answered without going
-    // upstream) so that the next identical query is policed and logged too.
-    if (qs.passthru) remove_cached_answer(qstate);
     WorkerSlot* slot = current_slot(state, qstate);
-    if (slot == nullptr || slot->generation == qs.generation) {
+    const bool same_generation = slot != nullptr && slot->generation == qs.generation;
+    if (slot == nullptr || (qs.keep && same_generation)) {
+        // The iterator cached the answer of a PASSTHRU match: drop the
+        // message (its RRsets stay cached) so that the next identical query
+        // is policed and logged too.
+        if (qs.uncache) remove_cached_answer(qstate);
         qstate->ext_state[id] = module_finished;
         return;
     }
     dnsfw_ub_client client{};
     const bool has_client = dnsfw_ub_first_client(qstate, &client) != 0;
-    const rpz::Decision decision = decide(qstate, client, *slot);
-    if (!decision.matched || !decision.rule || decision.action() == rpz::Action::Passthru) {
-        qstate->ext_state[id] = module_finished;
+    const dns_msg* msg = qstate->return_msg;
+    ChainLink links[kMaxChainLinks];
+    const std::size_t n = walk_cname_chain(qstate->qinfo, msg != nullptr ? msg->rep : nullptr,
+                                           {links, kMaxChainLinks});
+    const std::span<const ChainLink> chain{links, n};
+    const std::size_t first = qs.link0_done && same_generation ? 1 : 0;
+    const bool signed_answer = msg != nullptr && msg->rep != nullptr &&
+                               msg->rep->security == sec_status_secure;
+
+    rpz::IpAddress answer_ips[kMaxAnswerIps];
+    std::span<const std::uint8_t> ns_names[kMaxNsNames];
+    rpz::IpAddress ns_ips[kMaxNsIps];
+    for (std::size_t i = first; i < n; ++i) {
+        rpz::ResponseFacts facts;
+        facts.answer_signed = signed_answer;
+        if (i + 1 == n && slot->response_ip_rules && msg != nullptr) {
+            const std::size_t k =
+                collect_answer_ips(msg->rep, links[i].name, {answer_ips, kMaxAnswerIps});
+            facts.answer_ips = {answer_ips, k};
+        }
+        if (slot->ns_rules) {
+            std::size_t n_names = 0;
+            std::size_t n_ips = 0;
+            collect_delegation(qstate->env, qstate->region, links[i].name, {ns_names, kMaxNsNames},
+                               n_names, {ns_ips, kMaxNsIps}, n_ips);
+            facts.ns_names = {ns_names, n_names};
+            facts.ns_ips = {ns_ips, n_ips};
+        }
+        const rpz::Decision d = rpz::evaluate(
+            *slot->snapshot, make_query(qstate, client, has_client, links[i].name), &facts);
+        if (has_client) log_disabled(state, qstate, client, d, *slot->snapshot);
+        if (!d.matched) continue;
+        if (d.action() != rpz::Action::Passthru) {
+            // Policed: neither this answer nor the chain links' answers may
+            // be served from the cache (the iterator stored them already).
+            uncache_chain(qstate, chain);
+        } else if (slot->client_ip_rules) {
+            uncache_chain(qstate, chain);
+        }
+        if (!has_client) {
+            qstate->ext_state[id] = module_finished;
+            return;
+        }
+        // The upstream CNAMEs before the matching link stay in front.
+        ub_packed_rrset_key** prefix = nullptr;
+        if (i > 0) {
+            prefix = static_cast<ub_packed_rrset_key**>(
+                regional_alloc(qstate->region, sizeof(ub_packed_rrset_key*) * i));
+            if (prefix == nullptr) return finish(qstate, id, nullptr);
+            for (std::size_t j = 0; j < i; ++j) prefix[j] = msg->rep->rrsets[links[j].cname_rrset];
+        }
+        apply(state, qstate, id, client, slot, d, links[i].name, {prefix, i}, true);
         return;
     }
-    remove_cached_answer(qstate);
-    if (!has_client) {
-        qstate->ext_state[id] = module_finished;
-        return;
-    }
-    if (decision.action() != rpz::Action::TcpOnly) qstate->return_msg = nullptr;
-    apply(state, qstate, id, client, slot, decision, true);
+    // Nothing matched: the resolved answer goes out. With CLIENT-IP rules
+    // active it must not be served from the cache to other clients (cache
+    // hits never reach this module).
+    if (slot->client_ip_rules) uncache_chain(qstate, chain);
+    qstate->ext_state[id] = module_finished;
 }
 
 }  // namespace

@@ -51,6 +51,14 @@ bool WorkerSlot::sync() noexcept {
     } catch (...) {
         apex.clear();  // answers go out without the SOA
     }
+    client_ip_rules = response_ip_rules = ns_rules = false;
+    for (std::size_t z = 0; z < snapshot->zone_count(); ++z) {
+        if (snapshot->policy(z).override == rpz::PolicyOverride::Disabled) continue;
+        auto has = [&](rpz::Trigger t) { return snapshot->trigger_rule_count(z, t) != 0; };
+        client_ip_rules = client_ip_rules || has(rpz::Trigger::ClientIp);
+        response_ip_rules = response_ip_rules || has(rpz::Trigger::ResponseIp);
+        ns_rules = ns_rules || has(rpz::Trigger::NsDname) || has(rpz::Trigger::NsIp);
+    }
     return true;
 }
 

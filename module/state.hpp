@@ -56,6 +56,14 @@ struct alignas(64) WorkerSlot {
     std::vector<rpz::Name> apex;
     /// Applied policies by rpz::Action value (index 0: unused).
     std::array<std::uint64_t, 8> applied{};
+    /// What the active zones hold (rebuilt with `apex`): any CLIENT-IP rule
+    /// (answers must then stay out of the message cache), any Response-IP
+    /// rule, any NSDNAME or NSIP rule (the delegation path is then read).
+    bool client_ip_rules = false;
+    bool response_ip_rules = false;
+    bool ns_rules = false;
+    /// This module switched the worker's env->unique_mesh on (CLIENT-IP rules).
+    bool set_unique_mesh = false;
 
     /// Brings the snapshot up to date and rebuilds the caches if the
     /// generation changed. noexcept: on failure keeps the last view.

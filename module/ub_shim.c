@@ -7,6 +7,7 @@
 #include "util/config_file.h"
 #include "services/mesh.h"
 #include "daemon/worker.h"
+#include "util/net_help.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -41,6 +42,7 @@ int dnsfw_ub_first_client(const struct module_qstate* qstate,
 			(size_t)r->query_reply.client_addrlen);
 		out->addrlen = r->query_reply.client_addrlen;
 	}
+	out->do_bit = (r->edns.edns_present && (r->edns.bits & EDNS_DO)) ? 1 : 0;
 	return 1;
 }
 

@@ -28,6 +28,8 @@ struct dnsfw_ub_client {
 	/** Client address (after PROXY protocol, if used). */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
+	/** The DNSSEC OK bit of the client's EDNS (0 without EDNS). */
+	int do_bit;
 };
 
 /**

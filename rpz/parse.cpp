@@ -58,6 +58,19 @@ private:
 constexpr std::uint16_t kTypeNs = 2;
 constexpr std::uint16_t kTypeCname = 5;
 constexpr std::uint16_t kTypeSoa = 6;
+constexpr std::uint16_t kTypeDname = 39;
+
+/// The trigger's name in diagnostics.
+std::string_view trigger_title(Trigger t) noexcept {
+    switch (t) {
+    case Trigger::ClientIp: return "Client-IP";
+    case Trigger::Qname: return "QNAME";
+    case Trigger::ResponseIp: return "Response-IP";
+    case Trigger::NsDname: return "NSDNAME";
+    case Trigger::NsIp: return "NSIP";
+    }
+    return "?";
+}
 
 bool ignored_dnssec_type(std::uint16_t t) noexcept {
     switch (t) {
@@ -247,18 +260,10 @@ private:
         rel.push_back(0);
         offs.resize(offs.size() - apex_labels);
         const std::size_t last = offs.back();
-        for (auto [suffix, what] : std::array<std::pair<std::string_view, std::string_view>, 4>{
-                 {{"rpz-client-ip", "Client-IP"},
-                  {"rpz-ip", "Response-IP"},
-                  {"rpz-nsdname", "NSDNAME"},
-                  {"rpz-nsip", "NSIP"}}}) {
-            if (label_is(rel, last, suffix)) {
-                b_.warning(line, std::string(what) + " trigger not yet supported: " + owner_text +
-                                     " skipped");
-                return;
-            }
-        }
-        if (label_starts_with(rel, last, "rpz-")) {
+        Trigger trigger = Trigger::Qname;
+        for (Trigger t : {Trigger::ClientIp, Trigger::ResponseIp, Trigger::NsDname, Trigger::NsIp})
+            if (label_is(rel, last, trigger_label(t))) trigger = t;
+        if (trigger == Trigger::Qname && label_starts_with(rel, last, "rpz-")) {
             b_.warning(line, "unknown rpz- trigger label in " + owner_text + "; skipped");
             return;
         }
@@ -269,31 +274,68 @@ private:
                 return;
             }
         }
-        const bool wildcard = label_is(rel, 0, "*");
-        if (wildcard && offs.size() == 1) {
-            b_.error(line, "wildcard at the zone apex would match every name: " + owner_text +
-                               " skipped");
-            return;
-        }
         if (type == kTypeSoa || type == kTypeNs) {
             b_.error(line, type_name(type) + " below the apex is not policy data: " + owner_text +
                                " skipped");
             return;
         }
-        std::span<const std::uint8_t> base(rel);
-        if (wildcard) base = base.subspan(2);
-        auto key = detail::key_of(base);
-        if (wildcard) key = detail::wildcard_key(key);
+        // `base`: the name the trigger is about — the owner without the apex
+        // and, for the other triggers, without their rpz-* label.
+        Name base(rel.begin(), rel.begin() + static_cast<long>(last));
+        base.push_back(0);
+        if (trigger == Trigger::Qname) base = rel;
+        const std::string what(trigger_title(trigger));
+        if (base.size() == 1) {
+            b_.error(line, what + " owner " + owner_text + " has no " +
+                               (is_ip_trigger(trigger) ? "address" : "name") + " before " +
+                               std::string(trigger_label(trigger)) + "; skipped");
+            return;
+        }
+        std::vector<std::uint8_t> key;
+        if (is_ip_trigger(trigger)) {
+            std::string why;
+            auto prefix = parse_rpz_ip_labels(base, &why);
+            if (!prefix) {
+                b_.error(line, "invalid " + what + " owner " + owner_text + ": " + why +
+                                   "; record skipped");
+                return;
+            }
+            key = ip_key(*prefix);
+        } else {
+            const bool wildcard = label_is(base, 0, "*");
+            if (wildcard && base.size() == 3) {
+                b_.error(line, trigger == Trigger::Qname
+                                   ? "wildcard at the zone apex would match every name: " +
+                                         owner_text + " skipped"
+                                   : "wildcard " + owner_text +
+                                         " would match every name server; skipped");
+                return;
+            }
+            std::span<const std::uint8_t> name(base);
+            if (wildcard) name = name.subspan(2);
+            key = detail::key_of(name);
+            if (wildcard) key = detail::wildcard_key(key);
+        }
 
         Rule cand;
         cand.ttl = ldns_rr_ttl(rr);
         if (type == kTypeCname) {
             if (!cname_action(rr, rel, cand, line, owner_text)) return;
+        } else if (type == kTypeDname) {
+            // BIND's reading: a DNAME in a policy zone is NODATA at its owner
+            // and rewrites nothing below it.
+            if (!warned_dname_) {
+                warned_dname_ = true;
+                b_.warning(line, "DNAME at " + owner_text +
+                                     " acts as NODATA at its owner only, not for the names below "
+                                     "it (reported once)");
+            }
+            cand.action = Action::Nodata;
         } else {
             cand.action = Action::LocalData;
             cand.records.push_back(LocalRecord{type, cand.ttl, rdata_wire(rr)});
         }
-        b_.add(Trigger::Qname, std::move(key), std::move(cand), line, owner_text);
+        b_.add(trigger, std::move(key), std::move(cand), line, owner_text);
     }
 
     /// Classifies a CNAME per the draft's special targets.
@@ -366,6 +408,7 @@ private:
     BufferPtr buf_;
     std::set<std::uint16_t> warned_types_;
     bool have_soa_ = false;
+    bool warned_dname_ = false;
 };
 
 void validate_list_options(InputFormat format, const ListOptions& options) {

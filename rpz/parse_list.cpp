@@ -126,7 +126,9 @@ public:
             return;
         }
         if (is_ip_address(text)) {
-            b_.warning(line, "IP triggers not yet supported: " + std::string(text) + " skipped");
+            b_.warning(line, "IP address " + std::string(text) +
+                                 " skipped: lists hold names only (write IP rules as rpz-ip / "
+                                 "rpz-client-ip owners in an RPZ zone)");
             return;
         }
         if (std::string err = host_syntax_error(text); !err.empty()) {

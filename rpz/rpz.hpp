@@ -20,6 +20,8 @@
 #pragma once
 
 #include <array>
+#include <bitset>
+#include <compare>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -36,12 +38,28 @@ inline constexpr std::size_t kMaxNameWire = 255;
 /// never renumber. Order is the draft's precedence order within a zone
 /// (Client-IP, QNAME, Response-IP, NSDNAME, NSIP).
 enum class Trigger : std::uint8_t {
-    ClientIp = 1,    ///< `<prefix>.<reversed ip>.rpz-client-ip` (not yet enforced)
+    ClientIp = 1,    ///< `<prefix>.<reversed ip>.rpz-client-ip` — the client's address
     Qname = 2,       ///< `name` or `*.name` — the query name (and CNAME targets)
-    ResponseIp = 3,  ///< `<prefix>.<reversed ip>.rpz-ip` (not yet enforced)
-    NsDname = 4,     ///< `<ns name>.rpz-nsdname` (not yet enforced)
-    NsIp = 5,        ///< `<prefix>.<reversed ip>.rpz-nsip` (not yet enforced)
+    ResponseIp = 3,  ///< `<prefix>.<reversed ip>.rpz-ip` — A/AAAA in the final answer
+    NsDname = 4,     ///< `<ns name>.rpz-nsdname` (or `*.name`) — NS names on the delegation path
+    NsIp = 5,        ///< `<prefix>.<reversed ip>.rpz-nsip` — addresses of those name servers
 };
+
+/// The triggers in precedence order within one zone.
+inline constexpr std::array<Trigger, 5> kTriggerOrder = {
+    Trigger::ClientIp, Trigger::Qname, Trigger::ResponseIp, Trigger::NsDname, Trigger::NsIp};
+
+/// True for the triggers whose owner keys are IP keys (ClientIp, ResponseIp, NsIp).
+constexpr bool is_ip_trigger(Trigger t) noexcept {
+    return t == Trigger::ClientIp || t == Trigger::ResponseIp || t == Trigger::NsIp;
+}
+/// True for the triggers known only after resolution (ResponseIp, NsDname, NsIp).
+constexpr bool is_response_trigger(Trigger t) noexcept {
+    return t == Trigger::ResponseIp || t == Trigger::NsDname || t == Trigger::NsIp;
+}
+/// The owner-name suffix label of a trigger: "rpz-client-ip", "", "rpz-ip",
+/// "rpz-nsdname", "rpz-nsip".
+std::string_view trigger_label(Trigger t) noexcept;
 
 /// Policy action. Numeric values are stored in rule values: never renumber.
 enum class Action : std::uint8_t {
@@ -115,6 +133,101 @@ bool make_name_key(std::span<const std::uint8_t> wire, NameKey& out) noexcept;
 /// The presentation form of a name key ("*.example.com" style, no trailing
 /// dot, "." for the empty key).
 std::string name_key_to_text(std::span<const std::uint8_t> key);
+
+
+// ---------------------------------------------------------------------------
+// IP addresses and prefixes (the IP triggers)
+
+/// An IPv4 or IPv6 address. IPv4 is stored v4-mapped (::ffff:a.b.c.d), so
+/// one 128-bit space and one prefix arithmetic serve both families.
+struct IpAddress {
+    std::array<std::uint8_t, 16> bytes{};
+
+    /// ::ffff:a.b.c.d from four octets in network order.
+    static IpAddress from_v4(const std::uint8_t* v4) noexcept;
+    /// From sixteen octets in network order.
+    static IpAddress from_v6(const std::uint8_t* v6) noexcept;
+    /// Whether this is a v4-mapped address (::ffff:0:0/96).
+    bool is_v4() const noexcept;
+    /// Byte order = numeric order ("smaller address").
+    auto operator<=>(const IpAddress&) const = default;
+};
+
+/// Parses "192.0.2.1" or "2001:db8::1" (RFC 4291 text; an IPv4 tail such as
+/// "::ffff:192.0.2.1" is accepted). nullopt if malformed.
+std::optional<IpAddress> ip_from_text(std::string_view text) noexcept;
+/// "192.0.2.1" for v4-mapped addresses, RFC 5952 text otherwise.
+std::string to_string(const IpAddress& ip);
+
+/// An address prefix. `length` counts IPv6 bits: an IPv4 /24 is 120.
+/// Well-formed prefixes have no address bit set beyond `length`.
+struct IpPrefix {
+    IpAddress addr;
+    std::uint8_t length = 128;  ///< 0..128
+    auto operator<=>(const IpPrefix&) const = default;
+    /// Whether `ip` lies in this prefix.
+    bool contains(const IpAddress& ip) const noexcept;
+};
+
+/// "192.0.2.0/24" (v4-mapped address and length >= 96) or "2001:db8::/32".
+std::string to_string(const IpPrefix& prefix);
+/// Parses "192.0.2.0/24", "2001:db8::/32" or a bare address (/32 or /128).
+/// Bits beyond the length are masked off. nullopt if malformed.
+std::optional<IpPrefix> prefix_from_text(std::string_view text) noexcept;
+/// Clears every address bit beyond the prefix length.
+IpPrefix masked(const IpPrefix& prefix) noexcept;
+
+/// Parses the RPZ encoding of an IP trigger owner: the labels in front of
+/// the trigger label (`rpz-ip`, `rpz-client-ip`, `rpz-nsip`), as a wire
+/// name (e.g. the wire form of "24.0.2.0.192."). IPv4: `prefix.d.c.b.a`,
+/// prefix 1..32, exactly four decimal octets 0..255. IPv6: `prefix` 1..128
+/// then the hextets least significant first, lower- or upper-case hex, `zz`
+/// standing for the longest run (>= 2) of zero hextets (on a tie the less
+/// significant run, i.e. the first `zz` position in the name). Rejected, with
+/// `error` (if given) saying why: a prefix out of range or with leading
+/// zeros, missing or extra octets/hextets, an octet > 255, leading zeros,
+/// address bits set beyond the prefix, and any IPv6 form other than the
+/// canonical one (explicit zeros where `zz` belongs, `zz` for a single zero
+/// hextet, two `zz`). noexcept apart from `error`'s allocation.
+std::optional<IpPrefix> parse_rpz_ip_labels(std::span<const std::uint8_t> wire,
+                                            std::string* error = nullptr);
+
+/// The canonical RPZ owner labels of a prefix, without the trigger label:
+/// "24.0.2.0.192" or "32.zz.db8.2001". parse_rpz_ip_labels() accepts
+/// exactly these.
+std::string rpz_ip_labels(const IpPrefix& prefix);
+
+/// Size of an IP rule key: 16 masked address bytes + 1 prefix-length byte.
+inline constexpr std::size_t kIpKeySize = 17;
+
+/// The owner key of an IP rule (ClientIp, ResponseIp, NsIp): the address
+/// masked to the prefix length, then the length (0..128).
+struct IpKey {
+    std::array<std::uint8_t, kIpKeySize> bytes{};
+    std::span<const std::uint8_t> view() const noexcept { return {bytes.data(), bytes.size()}; }
+};
+
+/// Builds the key of `prefix` (masking it). noexcept, no allocation.
+void make_ip_key(const IpPrefix& prefix, IpKey& out) noexcept;
+/// Key of `ip` masked to `length` bits (the evaluator's probe). noexcept.
+void make_ip_key(const IpAddress& ip, std::uint8_t length, IpKey& out) noexcept;
+/// The key as an owning vector (parsers, tests).
+std::vector<std::uint8_t> ip_key(const IpPrefix& prefix);
+/// Decodes an IP key; nullopt unless it is 17 bytes, length <= 128 and no
+/// bit is set beyond the length.
+std::optional<IpPrefix> prefix_from_ip_key(std::span<const std::uint8_t> key) noexcept;
+
+/// Presentation of a rule key of trigger `t` into caller storage: the name
+/// ("*.example.com", "ns1.example.net") for QNAME/NSDNAME keys, the prefix
+/// ("192.0.2.0/24") for IP keys. Returns the length, or 0 if malformed or
+/// `out` too small. noexcept, no allocation (logs, EDE text).
+std::size_t format_rule_key(Trigger t, std::span<const std::uint8_t> key,
+                            std::span<char> out) noexcept;
+/// format_rule_key as a string ("<invalid>" if malformed).
+std::string rule_key_to_text(Trigger t, std::span<const std::uint8_t> key);
+/// The owner name a rule key stands for, relative to its policy zone:
+/// "bad.example", "*.example", "24.0.2.0.192.rpz-ip", "ns.example.rpz-nsdname".
+std::string rule_owner_text(Trigger t, std::span<const std::uint8_t> key);
 
 // ---------------------------------------------------------------------------
 // Rules
@@ -263,22 +376,93 @@ Zone parse_zone_text(std::string_view text, const std::string& label, const Name
                      InputFormat format, const ListOptions& list_options = {});
 
 // ---------------------------------------------------------------------------
+// Per-zone policy settings
+
+/// Per-zone action override (BIND/Unbound "policy" of a response-policy zone).
+/// Stored in the store's zone record: never renumber.
+enum class PolicyOverride : std::uint8_t {
+    Given = 0,     ///< use each rule's own action
+    Disabled = 1,  ///< log what the zone would have done; change nothing, try the next zone
+    Nxdomain = 2,  ///< every rule of the zone (passthru rules included) answers NXDOMAIN
+    Nodata = 3,
+    Passthru = 4,  ///< also "no-op"
+    Drop = 5,
+    TcpOnly = 6,
+    Cname = 7,     ///< local data: a CNAME to ZonePolicy::override_cname
+};
+
+/// "given", "disabled", "nxdomain", "nodata", "passthru", "drop", "tcp-only", "cname".
+std::string_view to_string(PolicyOverride o) noexcept;
+/// Inverse of to_string(PolicyOverride); also accepts "no-op" (= passthru).
+std::optional<PolicyOverride> policy_override_from_string(std::string_view s) noexcept;
+
+/// The settings of one policy zone (not part of the zone file; set by
+/// `dnsfw zone load/set` and kept in the store's zone record).
+struct ZonePolicy {
+    PolicyOverride override = PolicyOverride::Given;
+    /// Cname override target (wire, lower-case). With override_cname_wildcard
+    /// it holds the suffix of a `*.suffix` target: the answer is the qname
+    /// prepended to it (as a kCnameWildcardTarget rule).
+    Name override_cname;
+    bool override_cname_wildcard = false;
+    /// Caps the TTL of synthesised answers (never upstream TTLs on passthru).
+    std::optional<std::uint32_t> max_policy_ttl;
+    /// Queries with RD=0 are not rewritten by this zone (the zone is skipped).
+    bool recursive_only = true;
+    /// Without it, a DO=1 query whose answer is DNSSEC-signed is not
+    /// rewritten by this zone (the zone is skipped).
+    bool break_dnssec = false;
+    /// Extended DNS Error code on rewritten answers (RFC 8914): 15 Blocked,
+    /// 16 Censored, 17 Filtered, 18 Prohibited, 4 Forged Answer; nullopt = none.
+    std::optional<std::uint16_t> ede = 15;
+    std::string ede_text;  ///< EDE extra text (may be empty)
+    bool log = true;       ///< log this zone's hits
+    bool add_soa = true;   ///< add the policy zone's SOA to the authority section
+    bool operator==(const ZonePolicy&) const = default;
+};
+
+/// The EDE codes a zone may carry (15, 16, 17, 18, 4).
+bool is_allowed_ede(std::uint16_t code) noexcept;
+
+// ---------------------------------------------------------------------------
 // Evaluation (pure)
 
 /// How the query reached the resolver.
 enum class Transport : std::uint8_t { Udp, Tcp, Other };
 
-/// What the evaluator needs to know about one query.
+/// What the evaluator needs to know about one query (one CNAME chain link:
+/// the module evaluates each link's name; link 0 is the qname).
 struct Query {
     std::span<const std::uint8_t> qname;  ///< wire format, any case
     std::uint16_t qtype = 0;
     std::uint16_t qclass = 1;
     Transport transport = Transport::Udp;
+    std::optional<IpAddress> client;  ///< the client's address (CLIENT-IP); none = no match
+    bool rd = true;      ///< RD bit of the query (recursive_only)
+    bool do_bit = false; ///< DO bit of the query (break_dnssec)
 };
+
+/// Facts known only after resolution (at Unbound's moddone): the inputs of
+/// the Response-IP, NSDNAME and NSIP triggers. Spans point into the caller's
+/// storage for the duration of the evaluate() call.
+struct ResponseFacts {
+    /// A/AAAA addresses of the final answer section.
+    std::span<const IpAddress> answer_ips;
+    /// NS names (wire, any case) of the zone cuts on the delegation path.
+    std::span<const std::span<const std::uint8_t>> ns_names;
+    /// The addresses of those name servers.
+    std::span<const IpAddress> ns_ips;
+    /// The answer is DNSSEC-secure (break_dnssec).
+    bool answer_signed = false;
+};
+
+/// Evaluation stage: Query = before resolution (CLIENT-IP and QNAME only);
+/// Response = after resolution, with ResponseFacts (every trigger).
+enum class Stage : std::uint8_t { Query, Response };
 
 /// Read access to the rules of an ordered set of zones: implemented by the
 /// LMDB store (store::Snapshot) and by MemoryRuleSource (tests, tools).
-/// Implementations must be noexcept and allocation-free on find().
+/// Implementations must be noexcept and allocation-free on every method.
 class RuleSource {
 public:
     virtual ~RuleSource() = default;
@@ -295,24 +479,148 @@ public:
     /// Looks up the rule with exactly this (trigger, key) in zone `zone`.
     virtual std::optional<RuleView> find(std::size_t zone, Trigger trigger,
                                          std::span<const std::uint8_t> key) const noexcept = 0;
+    /// The zone's settings. Default: ZonePolicy{} (given, recursive-only, ...).
+    virtual const ZonePolicy& policy(std::size_t zone) const noexcept;
+    /// Number of rules of `trigger` in the zone; kUnknownCount if unknown
+    /// (the default: the evaluator then assumes rules may exist).
+    virtual std::uint64_t trigger_rule_count(std::size_t zone, Trigger trigger) const noexcept {
+        (void)zone;
+        (void)trigger;
+        return kUnknownCount;
+    }
+    /// For IP triggers: bit L set iff the zone has a rule of prefix length L
+    /// (IPv6 terms, 0..128). Default: every bit set (probe every length).
+    virtual const std::bitset<129>& prefix_lengths(std::size_t zone,
+                                                   Trigger trigger) const noexcept;
+
+    static constexpr std::uint64_t kUnknownCount = ~std::uint64_t{0};
+};
+
+/// One matching rule (the decision's winner, or a DISABLED zone's match).
+struct Match {
+    std::size_t zone = 0;  ///< index into the RuleSource's zones
+    Trigger trigger = Trigger::Qname;
+    /// The owner that matched: a name key (exact or "...\1*") for QNAME and
+    /// NSDNAME, an IP key (kIpKeySize bytes) for the IP triggers.
+    NameKey key;
+    bool wildcard = false;
+    std::optional<RuleView> rule;
+    /// IP triggers: the rule's prefix and the address that fell into it
+    /// (client, answer or name-server address).
+    std::optional<IpPrefix> prefix;
+    IpAddress ip;
+    /// NSDNAME: index into ResponseFacts::ns_names of the NS name that matched.
+    std::size_t ns_index = 0;
+    /// evaluate_chain: the chain link whose name matched (0 = the qname).
+    std::size_t link = 0;
 };
 
 /// The result of evaluating a query. `rule` and `key` point into the rule
-/// source and are valid as long as it is.
-struct Decision {
+/// source and are valid as long as it is (for a Snapshot: until refresh()).
+struct Decision : Match {
     bool matched = false;
-    std::size_t zone = 0;  ///< index into the RuleSource's zones
-    Trigger trigger = Trigger::Qname;
-    NameKey key;           ///< the owner that matched (exact or "...\1*")
-    bool wildcard = false;
-    std::optional<RuleView> rule;
-    Action action() const noexcept { return rule ? rule->action() : Action::Passthru; }
+    /// The winner's zone settings (nullptr if !matched); valid as `rule`.
+    const ZonePolicy* policy = nullptr;
+    /// The action after the zone's override (see action()).
+    Action effective = Action::Passthru;
+    /// Query stage only: a Response-stage trigger (Response-IP, NSDNAME,
+    /// NSIP) of a zone of higher precedence than the winner (any zone if
+    /// none matched) could still win, or a DO=1 match must wait for the
+    /// answer's DNSSEC status (break_dnssec no): the caller must resolve and
+    /// evaluate again with ResponseFacts before acting on this decision.
+    /// Always false at the Response stage.
+    bool needs_response_stage = false;
+    /// Matches of DISABLED zones met before the winner (first 4; the rest
+    /// are only counted), for logging. They changed nothing.
+    static constexpr std::size_t kMaxDisabled = 4;
+    std::array<Match, kMaxDisabled> disabled{};
+    std::size_t n_disabled = 0;     ///< entries used in disabled[]
+    std::size_t disabled_total = 0; ///< all DISABLED-zone matches, even beyond kMaxDisabled
+
+    /// The effective action: the zone's override applied to the rule's
+    /// action (PolicyOverride::Cname -> LocalData). Passthru if !matched.
+    Action action() const noexcept { return matched ? effective : Action::Passthru; }
+    /// The action written in the rule (before the override).
+    Action rule_action() const noexcept { return rule ? rule->action() : Action::Passthru; }
+    /// True if the answer is the zone's CNAME override (policy->override_cname,
+    /// wildcard form per policy->override_cname_wildcard) rather than the
+    /// rule's own records.
+    bool cname_override() const noexcept {
+        return matched && policy != nullptr && policy->override == PolicyOverride::Cname;
+    }
+    /// TTL for synthesised records of TTL `ttl`: capped by max_policy_ttl.
+    std::uint32_t cap_ttl(std::uint32_t ttl) const noexcept {
+        return policy != nullptr && policy->max_policy_ttl && *policy->max_policy_ttl < ttl
+                   ? *policy->max_policy_ttl
+                   : ttl;
+    }
 };
 
-/// Evaluates QNAME triggers with RPZ precedence: earlier zone first; within a
-/// zone the exact name before any wildcard, a longer wildcard before a shorter
-/// one. A PASSTHRU match stops evaluation like any other match. Pure,
-/// noexcept, no allocation. A malformed qname never matches.
+/// One step of an evaluation, for `dnsfw explain` (TraceSink).
+struct TraceStep {
+    enum class Outcome : std::uint8_t {
+        Hit,       ///< a rule was found and this zone/trigger decides (or is deferred)
+        Miss,      ///< probed, no rule
+        Skipped,   ///< not probed (see `why`)
+        Disabled,  ///< a rule was found in a DISABLED zone: logged, ignored
+        Ignored,   ///< a rule was found but the zone is skipped (`why`: break-dnssec)
+    };
+    std::size_t zone = 0;
+    Trigger trigger = Trigger::Qname;
+    Outcome outcome = Outcome::Miss;
+    /// The probed key (name key or IP key); empty for whole-zone/trigger skips.
+    std::span<const std::uint8_t> key;
+    /// What was looked up: the qname or NS name (wire) for name triggers.
+    std::span<const std::uint8_t> subject;
+    /// IP triggers: the address looked up (valid iff has_ip).
+    IpAddress ip;
+    bool has_ip = false;
+    /// Static text: why skipped, or what kind of hit ("exact", "wildcard",
+    /// "longest prefix", ...). Never null.
+    const char* why = "";
+};
+
+/// Receives every probe of an evaluation. Called synchronously; the step's
+/// spans are valid only during the call.
+class TraceSink {
+public:
+    virtual ~TraceSink() = default;
+    virtual void step(const TraceStep& step) noexcept = 0;
+};
+
+/// Evaluates a query with RPZ precedence — the ONE place that implements it:
+///  1. chain position (the caller evaluates CNAME links in order; the first
+///     link with a match wins);
+///  2. zone order (the first zone with an applicable match decides);
+///  3. within a zone and trigger: exact before wildcard, a wildcard with
+///     more labels before fewer;
+///  4. within a zone: Client-IP, QNAME, Response-IP, NSDNAME, NSIP;
+///  5. NSDNAME: of several matching NS names, the smallest in canonical order;
+///  6. IP triggers: the longest prefix (IPv4 /n counts as /n+96);
+///  7. equal prefixes: the smaller address.
+/// PASSTHRU is a match and stops evaluation. Zone settings: a DISABLED zone's
+/// match is recorded in Decision::disabled and evaluation continues; other
+/// overrides replace the effective action of every rule of the zone
+/// (passthru included). RD=0 with recursive_only: the zone is skipped. DO=1
+/// without break_dnssec: a match counts only once the answer is known to be
+/// unsigned (at the Query stage it defers: needs_response_stage; at the
+/// Response stage with answer_signed the zone is skipped).
+/// `facts` == nullptr is the Query stage (Client-IP and QNAME only).
+/// Pure, noexcept, no allocation. A malformed qname matches nothing.
+Decision evaluate(const RuleSource& source, const Query& query, const ResponseFacts* facts,
+                  TraceSink* trace = nullptr) noexcept;
+
+/// Rule 1 (chain position): evaluates the names of a CNAME chain in order —
+/// links[0] is the qname, then each CNAME target met while resolving — each
+/// as `query` with that qname; the first link with a match wins
+/// (Decision::link). If none matches, the last link's decision is returned,
+/// with needs_response_stage set if any link needed it. An empty `links`
+/// evaluates query.qname alone. Pure, noexcept, no allocation.
+Decision evaluate_chain(const RuleSource& source, const Query& query,
+                        std::span<const std::span<const std::uint8_t>> links,
+                        const ResponseFacts* facts, TraceSink* trace = nullptr) noexcept;
+
+/// The Query stage (facts == nullptr): same as evaluate(source, query, nullptr).
 Decision evaluate(const RuleSource& source, const Query& query) noexcept;
 
 /// An in-memory RuleSource over parsed zones (tests and tools). Not for the
@@ -321,14 +629,40 @@ Decision evaluate(const RuleSource& source, const Query& query) noexcept;
 class MemoryRuleSource final : public RuleSource {
 public:
     /// Copies the zones' rules; zones[0] has the highest precedence.
-    explicit MemoryRuleSource(const std::vector<Zone>& zones);
+    /// `policies[i]` applies to zones[i] (missing entries: ZonePolicy{}).
+    explicit MemoryRuleSource(const std::vector<Zone>& zones,
+                              std::vector<ZonePolicy> policies = {});
     std::size_t zone_count() const noexcept override;
+    std::size_t max_wildcard_depth(std::size_t zone, Trigger trigger) const noexcept override;
     std::optional<RuleView> find(std::size_t zone, Trigger trigger,
                                  std::span<const std::uint8_t> key) const noexcept override;
+    const ZonePolicy& policy(std::size_t zone) const noexcept override;
+    std::uint64_t trigger_rule_count(std::size_t zone, Trigger trigger) const noexcept override;
+    const std::bitset<129>& prefix_lengths(std::size_t zone,
+                                           Trigger trigger) const noexcept override;
 
 private:
-    std::vector<std::vector<std::pair<std::vector<std::uint8_t>, std::vector<std::uint8_t>>>>
-        zones_;  // per zone: sorted (trigger byte + key, encoded value)
+    struct ZoneData {
+        std::vector<std::pair<std::vector<std::uint8_t>, std::vector<std::uint8_t>>>
+            entries;  // sorted (trigger byte + key, encoded value)
+        ZonePolicy policy;
+        std::array<std::uint64_t, 8> counts{};
+        std::array<std::size_t, 8> depth{};
+        std::array<std::bitset<129>, 8> lengths{};
+    };
+    std::vector<ZoneData> zones_;
 };
+
+/// Facts the store keeps per zone so the evaluator can skip work: per
+/// trigger the rule count, the deepest wildcard parent and (IP triggers) the
+/// prefix lengths present. Computed from rules (store, MemoryRuleSource).
+struct TriggerStats {
+    std::array<std::uint64_t, 8> counts{};          ///< index = Trigger value
+    std::array<std::uint8_t, 8> max_wildcard_depth{};
+    std::array<std::bitset<129>, 8> prefix_lengths{};
+};
+/// Computes TriggerStats over `rules` (IP rules with malformed keys are
+/// counted but add no prefix length).
+TriggerStats compute_trigger_stats(std::span<const Rule> rules) noexcept;
 
 }  // namespace dnsfw::rpz

@@ -18,8 +18,13 @@
 
 namespace dnsfw::store::codec {
 
-/// Version of the on-disk layout, stored under meta "format".
-inline constexpr std::uint32_t kFormatVersion = 1;
+/// Version of the on-disk layout, stored under meta "format". Version 2
+/// added zone record version 2 (trigger counts, prefix lengths, ZonePolicy)
+/// and IP rule keys. Version 1 stores are readable (their zone records
+/// decode with defaults) and are upgraded when a writer opens them.
+inline constexpr std::uint32_t kFormatVersion = 2;
+/// Oldest layout this code reads.
+inline constexpr std::uint32_t kOldestFormatVersion = 1;
 
 /// Named databases (LMDB "DBI"s).
 inline constexpr const char* kMetaDb = "meta";
@@ -37,7 +42,8 @@ inline constexpr std::string_view kMetaNextZoneId = "next_zone_id";
 /// Zone ids start here; 0 is never used (so an all-zero prefix is never live).
 inline constexpr std::uint32_t kFirstZoneId = 1;
 
-/// Rules key: u32 zone id | u8 trigger | name key (up to kMaxNameKey + 2).
+/// Rules key: u32 zone id | u8 trigger | owner key (name key up to
+/// kMaxNameKey + 2 bytes, or a 17-byte IP key).
 inline constexpr std::size_t kRulePrefixSize = 5;
 inline constexpr std::size_t kMaxRuleKeySuffix = rpz::kMaxNameKey + 2;
 inline constexpr std::size_t kMaxRuleKey = kRulePrefixSize + kMaxRuleKeySuffix;
@@ -84,19 +90,37 @@ inline std::size_t make_rule_key(std::uint8_t* buf, std::uint32_t zone_id, rpz::
 /// kMaxRuleKeySuffix bytes. Returns the label count, or nullopt if malformed.
 std::optional<std::size_t> name_key_labels(std::span<const std::uint8_t> key) noexcept;
 
+/// Validates the owner key of a rule of trigger `t`: an IP key
+/// (rpz::prefix_from_ip_key) for IP triggers, a name key otherwise.
+bool valid_rule_key(rpz::Trigger t, std::span<const std::uint8_t> key) noexcept;
+
+/// Encodes / decodes a ZonePolicy (the tag-3 TLV body). decode: nullopt if malformed.
+std::vector<std::uint8_t> encode_policy(const rpz::ZonePolicy& p);
+std::optional<rpz::ZonePolicy> decode_policy(std::span<const std::uint8_t> b);
+
 /// True if the key's last label is "*" (a wildcard owner).
 bool is_wildcard_key(std::span<const std::uint8_t> key) noexcept;
 
 /// Zone record (value of the "zones" database; the key is the apex wire name):
-///   u8 version(=1) | u32 id | u32 order | u32 serial | u64 rule_count |
+///   u8 version(=2) | u32 id | u32 order | u32 serial | u64 rule_count |
 ///   u32 soa_ttl | u64 loaded_at | u8[8] max_wildcard_depth |
 ///   u16 soa_rdlen | soa_rdata | extensions (TLV: u16 tag | u16 len | bytes;
 ///   readers skip unknown tags)
+/// Version 2 TLVs (each required once in a version-2 record):
+///   tag 1  trigger counts:  8 × u64 (index = rpz::Trigger value)
+///   tag 2  prefix lengths:  3 × (u8 trigger | 17 bytes: bit L of the set =
+///                           byte L/8, bit 7-(L%8)) for ClientIp, ResponseIp, NsIp
+///   tag 3  zone policy:     u8 override | u8 flags (1 recursive_only,
+///                           2 break_dnssec, 4 log, 8 add_soa, 16 has max TTL,
+///                           32 has EDE, 64 cname wildcard) | u32 max_policy_ttl |
+///                           u16 ede | u8 cname_len | cname wire | u16 text_len | ede_text
+/// A version-1 record has none of them: counts = all QNAME, no prefixes,
+/// ZonePolicy{}.
 /// All integers big-endian. `info.name` is not stored (it is the key).
 std::vector<std::uint8_t> encode_zone_record(const ZoneInfo& info);
 
-/// Decodes a zone record; `apex` is its key (sets info.name). nullopt if
-/// malformed or of an unknown version.
+/// Decodes a zone record (version 1 or 2); `apex` is its key (sets
+/// info.name). nullopt if malformed or of an unknown version.
 std::optional<ZoneInfo> decode_zone_record(std::span<const std::uint8_t> apex,
                                            std::span<const std::uint8_t> value);
 

@@ -34,6 +34,8 @@ struct Store::Impl {
     MDB_dbi meta_dbi = 0;
     MDB_dbi zones_dbi = 0;
     MDB_dbi rules_dbi = 0;
+    /// meta/format as found at open (after a writer's upgrade: the current one).
+    std::uint32_t format_version = 0;
 
     /// Serialises this process's writers (LMDB's writer lock serialises
     /// processes; within one process a second write txn would also block,

@@ -182,6 +182,27 @@ std::optional<rpz::RuleView> Snapshot::find(std::size_t zone, rpz::Trigger trigg
     return rpz::RuleView::parse(lmdb::to_span(d));
 }
 
+const rpz::ZonePolicy& Snapshot::policy(std::size_t zone) const noexcept {
+    const View& v = impl_->view;
+    return zone < v.zones.size() ? v.zones[zone].policy : kNoZone.policy;
+}
+
+std::uint64_t Snapshot::trigger_rule_count(std::size_t zone, rpz::Trigger trigger) const noexcept {
+    const auto t = static_cast<std::size_t>(trigger);
+    const View& v = impl_->view;
+    if (zone >= v.zones.size() || t >= v.zones[zone].trigger_rules.size()) return 0;
+    return v.zones[zone].trigger_rules[t];
+}
+
+const std::bitset<129>& Snapshot::prefix_lengths(std::size_t zone,
+                                                 rpz::Trigger trigger) const noexcept {
+    const auto t = static_cast<std::size_t>(trigger);
+    const View& v = impl_->view;
+    if (zone >= v.zones.size() || t >= v.zones[zone].prefix_lengths.size())
+        return kNoZone.prefix_lengths[0];
+    return v.zones[zone].prefix_lengths[t];
+}
+
 const ZoneInfo& Snapshot::zone_info(std::size_t i) const noexcept {
     const View& v = impl_->view;
     return i < v.zones.size() ? v.zones[i] : kNoZone;

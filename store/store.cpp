@@ -2,14 +2,16 @@
 // (Snapshot, the query-path reader, is in snapshot.cpp.)
 //
 // ===========================================================================
-// KEY SPACE (format version 1)
+// KEY SPACE (format version 2; version 1 stores are read, and upgraded in
+// place by the first writer that opens them)
 // ===========================================================================
 // One LMDB environment = one directory holding data.mdb and lock.mdb.
 // Named databases (DBIs), all with LMDB's default memcmp key order:
 //
 //  "meta"  — store-wide records; keys are ASCII strings:
-//      "format"        -> u32 BE  layout version (1). Missing = not a dnsfw
-//                         store; other values are refused.
+//      "format"        -> u32 BE  layout version (2; 1 is read and upgraded by
+//                         writers). Missing = not a dnsfw store; other
+//                         values are refused.
 //      "generation"    -> u64 BE  +1 on every committed change.
 //      "next_zone_id"  -> u32 BE  next zone id to allocate (ids are never
 //                         reused, so a new id sorts after every live one).
@@ -18,11 +20,15 @@
 //
 //  "zones" — one record per policy zone:
 //      key   = zone apex, wire format, lower-case
-//      value = u8 version(1) | u32 id | u32 order | u32 serial |
+//      value = u8 version(2) | u32 id | u32 order | u32 serial |
 //              u64 rule_count | u32 soa_ttl | u64 loaded_at (unix s) |
 //              u8[8] max_wildcard_depth (index = rpz::Trigger) |
 //              u16 soa_rdlen | soa_rdata | TLV extensions (u16 tag | u16 len |
-//              bytes; none defined yet, readers skip unknown tags)
+//              bytes; readers skip unknown tags). Version 2 requires:
+//              tag 1 per-trigger rule counts, tag 2 the prefix lengths present
+//              per IP trigger, tag 3 the rpz::ZonePolicy (layouts in codec.hpp).
+//              Version 1 records (no TLVs) read as: all rules QNAME, default
+//              policy.
 //      `order` is the precedence position, dense 1..N. `id` is the prefix of
 //      the zone's rules; it changes on every replace.
 //
@@ -34,10 +40,12 @@
 //        (labels reversed, [len][bytes], lower-case, no root label), so
 //        "www.example.com" -> "\3com\7example\3www"; a wildcard "*.example.com"
 //        is key("example.com") + "\1*".
-//      owner key for the IP triggers (ClientIp, ResponseIp, NsIp): reserved;
-//        planned as u8 family | address bytes (network order, truncated to
-//        the prefix) | u8 prefix length, so covering prefixes of an address
-//        are found with one point read per candidate length.
+//      owner key for the IP triggers (ClientIp, ResponseIp, NsIp): 17 bytes,
+//        rpz::make_ip_key: the 16-byte address (IPv4 v4-mapped, ::ffff:a.b.c.d)
+//        masked to the prefix | u8 prefix length in IPv6 terms (0..128; IPv4
+//        /24 = 120). A longest-prefix lookup is one point read per prefix
+//        length present in the zone (the zone record's tag-2 set), longest
+//        first.
 //      All of a zone's rules are one contiguous key range; within it,
 //      trigger order then owner-key order (= rpz parser's sort order).
 //
@@ -302,6 +310,23 @@ std::uint64_t Store::Impl::read_meta_uint(MDB_txn* txn, std::string_view key,
 
 namespace {
 
+/// Rewrites a format-1 store's zone records in the current layout and sets
+/// meta/format, in one write transaction (rules need no change: format 1
+/// only held name keys, which format 2 keeps). The generation is not
+/// bumped: the policy in force does not change.
+void upgrade_format(Store::Impl& s) {
+    run_write(s, "upgrade store format", 64u << 10, [&](MDB_txn* txn) -> int {
+        for (const StoredZone& z : s.read_all_zones(txn)) {
+            const auto value = codec::encode_zone_record(z.info);
+            MDB_val k = lmdb::to_val(z.apex);
+            MDB_val d = lmdb::to_val(value);
+            if (int rc = mdb_put(txn, s.zones_dbi, &k, &d, 0); rc != 0) return rc;
+        }
+        return put_meta_uint(txn, s.meta_dbi, codec::kMetaFormat, codec::kFormatVersion, 4);
+    });
+    s.format_version = codec::kFormatVersion;
+}
+
 /// Opens the three tables in `txn` (which the caller commits, making the
 /// handles live for the environment) and checks the format version. With
 /// `init`, a store with no "meta" table is initialised — but only if the
@@ -326,6 +351,7 @@ void open_tables(Store::Impl& s, MDB_txn* txn, bool init) {
         if (rc == 0)
             rc = put_meta_uint(txn, s.meta_dbi, codec::kMetaNextZoneId, codec::kFirstZoneId, 4);
         if (rc != 0) throw_error(s.path, "initialising", rc);
+        s.format_version = codec::kFormatVersion;
         return;
     }
     if (rc == MDB_NOTFOUND) throw StoreError(not_a_store_text(s.path, "no meta/format record"));
@@ -338,11 +364,13 @@ void open_tables(Store::Impl& s, MDB_txn* txn, bool init) {
     if (rc != 0) throw_error(s.path, "reading meta/format", rc);
     if (d.mv_size != 4) throw StoreError(not_a_store_text(s.path, "malformed meta/format record"));
     const std::uint32_t version = codec::get_u32(static_cast<const std::uint8_t*>(d.mv_data));
-    if (version != codec::kFormatVersion) {
+    if (version < codec::kOldestFormatVersion || version > codec::kFormatVersion) {
         throw StoreError("store " + s.path + ": unknown format version " + std::to_string(version) +
-                         " (this dnsfw reads version " + std::to_string(codec::kFormatVersion) +
-                         ")");
+                         " (this dnsfw reads versions " +
+                         std::to_string(codec::kOldestFormatVersion) + " to " +
+                         std::to_string(codec::kFormatVersion) + ")");
     }
+    s.format_version = version;
     rc = mdb_dbi_open(txn, codec::kZonesDb, 0, &s.zones_dbi);
     if (rc == 0) rc = mdb_dbi_open(txn, codec::kRulesDb, 0, &s.rules_dbi);
     if (rc == MDB_NOTFOUND) throw StoreError(not_a_store_text(s.path, "missing zones/rules table"));
@@ -411,6 +439,7 @@ Store Store::open(const std::string& path, const OpenOptions& options) {
         rc = txn.commit();
     }
     if (rc != 0) throw_error(path, "cannot open", rc);
+    if (writer && impl->format_version < codec::kFormatVersion) upgrade_format(*impl);
     return Store(std::move(impl));
 }
 
@@ -435,7 +464,27 @@ bool rule_less(const rpz::Rule& a, const rpz::Rule& b) {
 
 }  // namespace
 
-ZoneInfo Store::replace_zone(const rpz::Zone& zone, std::optional<std::uint32_t> order) {
+namespace {
+
+/// Why a policy cannot be stored, or empty.
+std::string policy_problem(const rpz::ZonePolicy& p) {
+    if (static_cast<std::uint8_t>(p.override) > static_cast<std::uint8_t>(rpz::PolicyOverride::Cname))
+        return "unknown policy override";
+    if (p.override == rpz::PolicyOverride::Cname && p.override_cname.empty())
+        return "policy cname needs a target name";
+    if (!p.override_cname.empty() &&
+        rpz::name_wire_length(p.override_cname) != p.override_cname.size())
+        return "malformed policy cname target";
+    if (p.ede && !rpz::is_allowed_ede(*p.ede))
+        return "EDE code " + std::to_string(*p.ede) + " not allowed (use 15, 16, 17, 18 or 4)";
+    if (p.ede_text.size() > 1024) return "EDE text longer than 1024 bytes";
+    return {};
+}
+
+}  // namespace
+
+ZoneInfo Store::replace_zone(const rpz::Zone& zone, std::optional<std::uint32_t> order,
+                             const std::optional<rpz::ZonePolicy>& policy) {
     Impl& s = *impl_;
     if (zone.name.empty() || rpz::name_wire_length(zone.name) != zone.name.size())
         throw StoreError(error_text(s.path, "replace zone: malformed zone name", 0));
@@ -444,6 +493,10 @@ ZoneInfo Store::replace_zone(const rpz::Zone& zone, std::optional<std::uint32_t>
     const std::string what = "load zone " + zone_text;
     if (zone.soa_rdata.size() > 0xFFFF)
         throw StoreError(error_text(s.path, what + ": SOA rdata longer than 65535 octets", 0));
+    if (policy) {
+        if (auto why = policy_problem(*policy); !why.empty())
+            throw StoreError(error_text(s.path, what + ": " + why, 0));
+    }
 
     // Rules in key order (trigger, then owner key). The parser already sorts
     // them; check, and sort (stably, so the first of duplicates wins) if not.
@@ -478,14 +531,17 @@ ZoneInfo Store::replace_zone(const rpz::Zone& zone, std::optional<std::uint32_t>
     std::size_t key_bytes = 0;
     for (std::size_t n = 0; n < idx.size(); ++n) {
         const rpz::Rule& r = rules[idx[n]];
-        const auto labels = codec::name_key_labels(r.key);
         const auto t = static_cast<std::size_t>(r.trigger);
-        if (!labels || t == 0 || t >= info.max_wildcard_depth.size()) {
+        if (t == 0 || t > static_cast<std::size_t>(rpz::Trigger::NsIp) ||
+            !codec::valid_rule_key(r.trigger, r.key)) {
             throw StoreError(error_text(s.path, what, 0) + ": rule " + std::to_string(idx[n]) +
                              " has a malformed key or trigger");
         }
-        if (codec::is_wildcard_key(r.key)) {
-            const auto depth = static_cast<std::uint8_t>(*labels - 1);
+        ++info.trigger_rules[t];
+        if (rpz::is_ip_trigger(r.trigger)) {
+            info.prefix_lengths[t].set(r.key[rpz::kIpKeySize - 1]);
+        } else if (codec::is_wildcard_key(r.key)) {
+            const auto depth = static_cast<std::uint8_t>(*codec::name_key_labels(r.key) - 1);
             info.max_wildcard_depth[t] = std::max(info.max_wildcard_depth[t], depth);
         }
         std::vector<std::uint8_t> v;
@@ -536,7 +592,9 @@ ZoneInfo Store::replace_zone(const rpz::Zone& zone, std::optional<std::uint32_t>
         }
 
         std::size_t pos = zones.size();  // default: a new zone goes last
+        rpz::ZonePolicy kept;  // a reload keeps the zone's settings
         if (old_pos) {
+            kept = zones[*old_pos].info.policy;
             if (int rc = delete_zone_rules(txn, s.rules_dbi, zones[*old_pos].info.id); rc != 0)
                 return rc;
             pos = *old_pos;  // replacing keeps the position
@@ -546,6 +604,7 @@ ZoneInfo Store::replace_zone(const rpz::Zone& zone, std::optional<std::uint32_t>
             pos = std::min<std::size_t>(std::max<std::uint32_t>(*order, 1) - 1, zones.size());
         info.id = next_id;
         info.loaded_at = unix_now();
+        info.policy = policy ? *policy : kept;
         zones.insert(zones.begin() + static_cast<std::ptrdiff_t>(pos), StoredZone{apex, info});
         if (int rc = renumber_and_write(txn, s.zones_dbi, zones, pos); rc != 0) return rc;
         info.order = zones[pos].info.order;
@@ -555,6 +614,30 @@ ZoneInfo Store::replace_zone(const rpz::Zone& zone, std::optional<std::uint32_t>
         return put_meta_uint(txn, s.meta_dbi, codec::kMetaGeneration, generation + 1, 8);
     });
     return info;
+}
+
+ZoneInfo Store::set_zone_policy(const std::string& name, const rpz::ZonePolicy& policy) {
+    Impl& s = *impl_;
+    const auto wire = rpz::name_from_text(name);
+    if (!wire || wire->size() <= 1)
+        throw StoreError(error_text(s.path, "set zone policy: invalid zone name '" + name + "'", 0));
+    const std::string what = "set policy of zone " + rpz::name_to_text(*wire);
+    if (auto why = policy_problem(policy); !why.empty())
+        throw StoreError(error_text(s.path, what + ": " + why, 0));
+    ZoneInfo out;
+    run_write(s, what, 64u << 10, [&](MDB_txn* txn) -> int {
+        auto info = s.read_zone(txn, *wire);
+        if (!info) throw StoreError(error_text(s.path, what + ": no such zone", 0));
+        info->policy = policy;
+        const auto value = codec::encode_zone_record(*info);
+        MDB_val k = lmdb::to_val(*wire);
+        MDB_val d = lmdb::to_val(value);
+        if (int rc = mdb_put(txn, s.zones_dbi, &k, &d, 0); rc != 0) return rc;
+        const std::uint64_t generation = s.read_meta_uint(txn, codec::kMetaGeneration, 8);
+        out = *info;
+        return put_meta_uint(txn, s.meta_dbi, codec::kMetaGeneration, generation + 1, 8);
+    });
+    return out;
 }
 
 bool Store::remove_zone(const std::string& name) {

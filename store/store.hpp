@@ -15,6 +15,7 @@
 #include "rpz/rpz.hpp"
 
 #include <array>
+#include <bitset>
 #include <cstdint>
 #include <type_traits>
 #include <memory>
@@ -51,6 +52,13 @@ struct ZoneInfo {
     std::uint64_t loaded_at = 0;    ///< unix seconds of the last replace
     /// Per-trigger maximum label count of a wildcard parent (index = Trigger value).
     std::array<std::uint8_t, 8> max_wildcard_depth{};
+    /// Per-trigger rule counts (index = Trigger value); they sum to rule_count.
+    std::array<std::uint64_t, 8> trigger_rules{};
+    /// Per IP trigger (index = Trigger value): the prefix lengths (IPv6
+    /// terms, 0..128) present, so a longest-prefix lookup probes only those.
+    std::array<std::bitset<129>, 8> prefix_lengths{};
+    /// The zone's settings (override, TTL cap, recursive-only, ...).
+    rpz::ZonePolicy policy;
 };
 
 struct OpenOptions {
@@ -105,7 +113,17 @@ public:
     /// generation. Grows the map on MDB_MAP_FULL up to max_map_size. Throws
     /// StoreError (nothing changed) on failure, e.g. a full disk, a map that
     /// cannot grow, or a malformed rule key. Returns the stored record.
-    ZoneInfo replace_zone(const rpz::Zone& zone, std::optional<std::uint32_t> order = {});
+    /// The zone's settings: `policy` if given, else those of the zone being
+    /// replaced (ZonePolicy{} for a new zone).
+    ZoneInfo replace_zone(const rpz::Zone& zone, std::optional<std::uint32_t> order = {},
+                          const std::optional<rpz::ZonePolicy>& policy = {});
+
+    /// Replaces the settings of zone `name` (presentation, any case) in one
+    /// write transaction, bumping the generation; rules are untouched.
+    /// Throws StoreError if the zone does not exist or the policy is invalid
+    /// (Cname override without a target, an EDE code not in 15,16,17,18,4).
+    /// Returns the stored record.
+    ZoneInfo set_zone_policy(const std::string& name, const rpz::ZonePolicy& policy);
 
     /// Removes a zone and its rules in one transaction. False if absent.
     bool remove_zone(const std::string& name);
@@ -165,6 +183,10 @@ public:
     std::size_t max_wildcard_depth(std::size_t zone, rpz::Trigger trigger) const noexcept override;
     std::optional<rpz::RuleView> find(std::size_t zone, rpz::Trigger trigger,
                                       std::span<const std::uint8_t> key) const noexcept override;
+    const rpz::ZonePolicy& policy(std::size_t zone) const noexcept override;
+    std::uint64_t trigger_rule_count(std::size_t zone, rpz::Trigger trigger) const noexcept override;
+    const std::bitset<129>& prefix_lengths(std::size_t zone,
+                                           rpz::Trigger trigger) const noexcept override;
 
     /// Zone metadata of active zone `i` (name, serial, SOA) as of this view.
     const ZoneInfo& zone_info(std::size_t i) const noexcept;

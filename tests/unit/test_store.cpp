@@ -740,3 +740,216 @@ TEST_CASE("a zone parsed from RPZ text loads and evaluates as in memory", "[stor
     CHECK(eval(*snap, "x.bad.example").action() == rpz::Action::Nodata);
     CHECK(eval(*snap, "ok.bad.example").action() == rpz::Action::Passthru);
 }
+
+// ---------------------------------------------------------------------------
+// Issue 3: IP keys, per-trigger facts, zone settings, format 2.
+
+namespace {
+
+rpz::Zone rpz_zone(std::string_view apex, const std::string& body) {
+    auto z = rpz::parse_zone_text("$TTL 300\n" + body, std::string(apex), wire(apex),
+                                  rpz::InputFormat::Rpz);
+    REQUIRE(z.diagnostics.empty());
+    return z;
+}
+
+/// Rewrites meta/format and every zone record of the store at `path` as
+/// format 1 wrote them (record version 1, no TLVs) — an old store.
+void downgrade_to_format_1(const std::string& path) {
+    MDB_env* env = nullptr;
+    REQUIRE(mdb_env_create(&env) == 0);
+    REQUIRE(mdb_env_set_maxdbs(env, 16) == 0);
+    REQUIRE(mdb_env_open(env, path.c_str(), 0, 0644) == 0);
+    MDB_txn* txn = nullptr;
+    REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
+    MDB_dbi meta = 0, zones = 0;
+    REQUIRE(mdb_dbi_open(txn, "meta", 0, &meta) == 0);
+    REQUIRE(mdb_dbi_open(txn, "zones", 0, &zones) == 0);
+    char kb[] = "format";
+    unsigned char vb[] = {0, 0, 0, 1};
+    MDB_val k{6, kb};
+    MDB_val v{4, vb};
+    REQUIRE(mdb_put(txn, meta, &k, &v, 0) == 0);
+    MDB_cursor* cur = nullptr;
+    REQUIRE(mdb_cursor_open(txn, zones, &cur) == 0);
+    std::vector<std::pair<std::vector<std::uint8_t>, std::vector<std::uint8_t>>> records;
+    MDB_val ck{}, cd{};
+    while (mdb_cursor_get(cur, &ck, &cd, records.empty() ? MDB_FIRST : MDB_NEXT) == 0) {
+        const auto* p = static_cast<const std::uint8_t*>(cd.mv_data);
+        std::vector<std::uint8_t> rec(p, p + cd.mv_size);
+        const std::size_t rdlen = static_cast<std::size_t>((rec[41] << 8) | rec[42]);
+        rec.resize(43 + rdlen);  // drop the TLVs
+        rec[0] = 1;
+        const auto* kp = static_cast<const std::uint8_t*>(ck.mv_data);
+        records.emplace_back(std::vector<std::uint8_t>(kp, kp + ck.mv_size), rec);
+    }
+    mdb_cursor_close(cur);
+    for (auto& [key, rec] : records) {
+        MDB_val kk{key.size(), key.data()};
+        MDB_val vv{rec.size(), rec.data()};
+        REQUIRE(mdb_put(txn, zones, &kk, &vv, 0) == 0);
+    }
+    REQUIRE(mdb_txn_commit(txn) == 0);
+    mdb_env_close(env);
+}
+
+}  // namespace
+
+TEST_CASE("IP rules: keys, per-trigger counts and prefix lengths", "[store][ip]") {
+    TempDir tmp;
+    Store s = Store::open(tmp.sub("db"), writer_options());
+    auto info = s.replace_zone(rpz_zone("ip.rpz", "24.0.2.0.192.rpz-ip CNAME .\n"
+                                                  "32.1.2.0.192.rpz-ip CNAME *.\n"
+                                                  "32.zz.db8.2001.rpz-ip CNAME .\n"
+                                                  "8.0.0.0.10.rpz-client-ip CNAME rpz-drop.\n"
+                                                  "32.53.0.0.10.rpz-nsip CNAME .\n"
+                                                  "ns.evil.rpz-nsdname CNAME .\n"
+                                                  "*.evil.example.rpz-nsdname CNAME .\n"
+                                                  "x.example CNAME .\n"));
+    using T = rpz::Trigger;
+    auto at = [](T t) { return static_cast<std::size_t>(t); };
+    CHECK(info.rule_count == 8);
+    CHECK(info.trigger_rules[at(T::ResponseIp)] == 3);
+    CHECK(info.trigger_rules[at(T::ClientIp)] == 1);
+    CHECK(info.trigger_rules[at(T::NsIp)] == 1);
+    CHECK(info.trigger_rules[at(T::NsDname)] == 2);
+    CHECK(info.trigger_rules[at(T::Qname)] == 1);
+    CHECK(info.max_wildcard_depth[at(T::NsDname)] == 2);
+    const auto& rl = info.prefix_lengths[at(T::ResponseIp)];
+    CHECK(rl.count() == 3);
+    CHECK(rl.test(120));
+    CHECK(rl.test(128));
+    CHECK(rl.test(32));
+    CHECK(info.prefix_lengths[at(T::ClientIp)].test(104));
+
+    // The zone record keeps them; a Snapshot serves them.
+    auto again = s.zone("ip.rpz");
+    REQUIRE(again);
+    CHECK(again->trigger_rules == info.trigger_rules);
+    CHECK(again->prefix_lengths == info.prefix_lengths);
+    auto snap = s.snapshot();
+    CHECK(snap->trigger_rule_count(0, T::ResponseIp) == 3);
+    CHECK(snap->prefix_lengths(0, T::ResponseIp) == rl);
+    auto p = rpz::prefix_from_text("192.0.2.0/24");
+    REQUIRE(p);
+    auto r = snap->find(0, T::ResponseIp, rpz::ip_key(*p));
+    REQUIRE(r);
+    CHECK(r->action() == rpz::Action::Nxdomain);
+    std::size_t ip_rules = 0;
+    snap->for_each_rule(0, [&](rpz::Trigger t, std::span<const std::uint8_t> key, const rpz::RuleView&) {
+        if (rpz::is_ip_trigger(t)) {
+            ++ip_rules;
+            CHECK(rpz::prefix_from_ip_key(key).has_value());
+        }
+    });
+    CHECK(ip_rules == 5);
+    snap.reset();
+
+    // A malformed IP key is refused and nothing changes.
+    rpz::Zone bad = make_zone("ip.rpz", {});
+    rpz::Rule br;
+    br.trigger = T::ResponseIp;
+    br.key = std::vector<std::uint8_t>(16, 0xff);  // 16 bytes: not an IP key
+    bad.rules.push_back(br);
+    CHECK_THROWS_WITH(s.replace_zone(bad), Catch::Contains("malformed key"));
+    CHECK(s.zone("ip.rpz")->rule_count == 8);
+}
+
+TEST_CASE("zone settings: set_zone_policy, reload keeps them, validation", "[store][policy]") {
+    TempDir tmp;
+    Store s = Store::open(tmp.sub("db"), writer_options());
+    s.replace_zone(rpz_zone("p.rpz", "x.example CNAME .\n"));
+    CHECK(s.zone("p.rpz")->policy == rpz::ZonePolicy{});
+    const auto gen = s.generation();
+
+    rpz::ZonePolicy p;
+    p.override = rpz::PolicyOverride::Cname;
+    p.override_cname = wire("walled.example");
+    p.override_cname_wildcard = true;
+    p.max_policy_ttl = 60;
+    p.recursive_only = false;
+    p.break_dnssec = true;
+    p.ede = 17;
+    p.ede_text = "filtered by p.rpz";
+    p.log = false;
+    p.add_soa = false;
+    auto info = s.set_zone_policy("P.RPZ.", p);
+    CHECK(info.policy == p);
+    CHECK(s.generation() == gen + 1);
+    CHECK(s.zone("p.rpz")->policy == p);
+    CHECK(s.zone("p.rpz")->rule_count == 1);  // rules untouched
+
+    // A Snapshot sees the settings after refresh().
+    auto snap = s.snapshot();
+    CHECK(snap->policy(0) == p);
+    snap.reset();
+
+    // A reload without settings keeps them; with settings replaces them.
+    s.replace_zone(rpz_zone("p.rpz", "y.example CNAME .\n"));
+    CHECK(s.zone("p.rpz")->policy == p);
+    rpz::ZonePolicy q;
+    q.ede.reset();
+    s.replace_zone(rpz_zone("p.rpz", "y.example CNAME .\n"), {}, q);
+    CHECK(s.zone("p.rpz")->policy == q);
+    CHECK_FALSE(s.zone("p.rpz")->policy.ede.has_value());
+
+    // Errors change nothing.
+    const auto gen2 = s.generation();
+    CHECK_THROWS_WITH(s.set_zone_policy("missing.rpz", p), Catch::Contains("no such zone"));
+    rpz::ZonePolicy bad;
+    bad.override = rpz::PolicyOverride::Cname;  // no target
+    CHECK_THROWS_WITH(s.set_zone_policy("p.rpz", bad), Catch::Contains("needs a target"));
+    bad.override_cname = wire("x.example");
+    bad.ede = 3;
+    CHECK_THROWS_WITH(s.set_zone_policy("p.rpz", bad), Catch::Contains("EDE code 3 not allowed"));
+    CHECK(s.generation() == gen2);
+    CHECK(s.zone("p.rpz")->policy == q);
+}
+
+TEST_CASE("a format-1 store is read, and upgraded by a writer", "[store][format]") {
+    TempDir tmp;
+    const std::string path = tmp.sub("db");
+    {
+        Store s = Store::open(path, writer_options());
+        s.replace_zone(make_zone("old.rpz", {qname_rule("bad.example", rpz::Action::Nxdomain),
+                                             qname_rule("*.worse.example", rpz::Action::Nodata)}));
+    }
+    downgrade_to_format_1(path);
+    {
+        // A reader takes it as it is: all rules QNAME, default settings.
+        Store ro = Store::open(path, OpenOptions{});
+        auto z = ro.zone("old.rpz");
+        REQUIRE(z);
+        CHECK(z->trigger_rules[static_cast<std::size_t>(rpz::Trigger::Qname)] == 2);
+        CHECK(z->policy == rpz::ZonePolicy{});
+        auto snap = ro.snapshot();
+        CHECK(matches(*snap, "bad.example"));
+        CHECK(matches(*snap, "a.worse.example"));
+    }
+    {
+        // A writer upgrades it in place, keeping the zones.
+        Store w = Store::open(path, writer_options());
+        CHECK(w.zone("old.rpz")->rule_count == 2);
+        rpz::ZonePolicy p;
+        p.override = rpz::PolicyOverride::Drop;
+        w.set_zone_policy("old.rpz", p);
+    }
+    MDB_env* env = nullptr;
+    REQUIRE(mdb_env_create(&env) == 0);
+    REQUIRE(mdb_env_set_maxdbs(env, 16) == 0);
+    REQUIRE(mdb_env_open(env, path.c_str(), MDB_RDONLY, 0644) == 0);
+    MDB_txn* txn = nullptr;
+    REQUIRE(mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn) == 0);
+    MDB_dbi meta = 0;
+    REQUIRE(mdb_dbi_open(txn, "meta", 0, &meta) == 0);
+    char kb[] = "format";
+    MDB_val k{6, kb};
+    MDB_val v{};
+    REQUIRE(mdb_get(txn, meta, &k, &v) == 0);
+    REQUIRE(v.mv_size == 4);
+    CHECK(static_cast<const unsigned char*>(v.mv_data)[3] == 2);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    Store ro = Store::open(path, OpenOptions{});
+    CHECK(ro.zone("old.rpz")->policy.override == rpz::PolicyOverride::Drop);
+}

@@ -179,7 +179,7 @@ int lookup(const Args& args) {
         }
         std::cout << shown << ": " << rpz::to_string(d.action()) << " (zone "
                   << snap->zone_info(d.zone).name << ", " << rpz::to_string(d.trigger)
-                  << " rule " << rpz::name_key_to_text(d.key.view()) << ")\n";
+                  << " rule " << rpz::rule_key_to_text(d.trigger, d.key.view()) << ")\n";
         if (d.action() == rpz::Action::LocalData && d.rule) {
             print_local_data(name, type_given ? qtype : 0, *d.rule);
         }

@@ -20,13 +20,21 @@
 
 namespace dnsfw::cli {
 
+// zone.cpp / explain.cpp (issue 3 additions).
+const CommandSpec& zone_set_spec();
+int zone_set(const Args& args);
+const CommandSpec& explain_spec();
+int explain(const Args& args);
+
 namespace {
 
 constexpr std::array kCommands{
     Command{"zone load", &zone_load_spec, &zone_load},
+    Command{"zone set", &zone_set_spec, &zone_set},
     Command{"zone list", &zone_list_spec, &zone_list},
     Command{"zone remove", &zone_remove_spec, &zone_remove},
     Command{"lookup", &lookup_spec, &lookup},
+    Command{"explain", &explain_spec, &explain},
     Command{"resolver", &resolver_spec, &resolver},
 };
 

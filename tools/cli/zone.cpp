@@ -1,4 +1,5 @@
-// `dnsfw zone load|list|remove`: manage the policy zones of a store.
+// `dnsfw zone load|set|list|remove`: manage the policy zones of a store and
+// their settings (rpz::ZonePolicy).
 #include "common.hpp"
 
 #include "rpz/rpz.hpp"
@@ -76,9 +77,159 @@ void print_diagnostics(const std::vector<rpz::Diagnostic>& diags, std::size_t ca
     }
 }
 
+/// The zone-setting options shared by `zone load` and `zone set`.
+std::vector<OptionSpec> policy_options() {
+    return {
+        {"policy", "P",
+         "action override: given (default), disabled (log only), nxdomain, nodata, passthru "
+         "(or no-op), drop, tcp-only, cname (with --policy-cname)"},
+        {"policy-cname", "NAME", "target of --policy cname; '*.suffix' prepends the query name"},
+        {"max-policy-ttl", "N|none", "cap the TTL of synthesised answers (default none)"},
+        {"recursive-only", "yes|no", "rewrite only queries with RD=1 (default yes)"},
+        {"break-dnssec", "yes|no",
+         "rewrite DO=1 queries whose answer is DNSSEC-signed (default no)"},
+        {"ede", "CODE|none", "EDE code on rewritten answers: 15 (default), 16, 17, 18, 4, none"},
+        {"ede-text", "TEXT", "EDE extra text (default empty)"},
+        {"log", "yes|no", "log this zone's hits (default yes)"},
+        {"add-soa", "yes|no", "add the policy zone's SOA to rewritten answers (default yes)"},
+    };
+}
+
+bool parse_yes_no(const std::string& option, const std::string& v) {
+    if (v == "yes") return true;
+    if (v == "no") return false;
+    throw UsageError("--" + option + ": expected yes or no, got '" + v + "'");
+}
+
+/// Applies the zone-setting options given on the command line to `p`.
+/// Returns true if any was given.
+bool apply_policy_options(const Args& args, rpz::ZonePolicy& p) {
+    bool any = false;
+    if (auto v = args.value("policy")) {
+        auto o = rpz::policy_override_from_string(*v);
+        if (!o) {
+            throw UsageError("--policy: expected given, disabled, nxdomain, nodata, passthru, "
+                             "no-op, drop, tcp-only or cname, got '" + *v + "'");
+        }
+        p.override = *o;
+        if (*o != rpz::PolicyOverride::Cname) {
+            p.override_cname.clear();
+            p.override_cname_wildcard = false;
+        }
+        any = true;
+    }
+    if (auto v = args.value("policy-cname")) {
+        if (p.override != rpz::PolicyOverride::Cname)
+            throw UsageError("--policy-cname needs --policy cname");
+        std::string_view text = *v;
+        const bool wildcard = text.starts_with("*.");
+        if (wildcard) text.remove_prefix(2);
+        auto n = rpz::name_from_text(text);
+        if (!n || rpz::name_label_count(*n) == 0)
+            throw UsageError("--policy-cname: '" + *v + "' is not a valid target name");
+        p.override_cname = *n;
+        p.override_cname_wildcard = wildcard;
+        any = true;
+    }
+    if (p.override == rpz::PolicyOverride::Cname && p.override_cname.empty())
+        throw UsageError("--policy cname needs --policy-cname NAME");
+    if (auto v = args.value("max-policy-ttl")) {
+        if (*v == "none") {
+            p.max_policy_ttl.reset();
+        } else {
+            p.max_policy_ttl = static_cast<std::uint32_t>(*args.number("max-policy-ttl", 0, 0x7fffffffu));
+        }
+        any = true;
+    }
+    if (auto v = args.value("recursive-only")) {
+        p.recursive_only = parse_yes_no("recursive-only", *v);
+        any = true;
+    }
+    if (auto v = args.value("break-dnssec")) {
+        p.break_dnssec = parse_yes_no("break-dnssec", *v);
+        any = true;
+    }
+    if (auto v = args.value("ede")) {
+        if (*v == "none") {
+            p.ede.reset();
+        } else {
+            auto code = args.number("ede", 0, 0xffff);
+            if (!rpz::is_allowed_ede(static_cast<std::uint16_t>(*code)))
+                throw UsageError("--ede: expected 15, 16, 17, 18, 4 or none, got '" + *v + "'");
+            p.ede = static_cast<std::uint16_t>(*code);
+        }
+        any = true;
+    }
+    if (auto v = args.value("ede-text")) {
+        if (v->size() > 1024) throw UsageError("--ede-text: longer than 1024 bytes");
+        p.ede_text = *v;
+        any = true;
+    }
+    if (auto v = args.value("log")) {
+        p.log = parse_yes_no("log", *v);
+        any = true;
+    }
+    if (auto v = args.value("add-soa")) {
+        p.add_soa = parse_yes_no("add-soa", *v);
+        any = true;
+    }
+    return any;
+}
+
+std::string policy_text(const rpz::ZonePolicy& p) {
+    std::string out(rpz::to_string(p.override));
+    if (p.override == rpz::PolicyOverride::Cname)
+        out += " " + std::string(p.override_cname_wildcard ? "*." : "") +
+               rpz::name_to_text(p.override_cname);
+    return out;
+}
+
+/// "max-ttl=none rd-only=yes break-dnssec=no ede=15 log=yes add-soa=yes"
+std::string settings_text(const rpz::ZonePolicy& p) {
+    std::string out = "max-ttl=" + (p.max_policy_ttl ? std::to_string(*p.max_policy_ttl) : "none");
+    out += std::string(" recursive-only=") + (p.recursive_only ? "yes" : "no");
+    out += std::string(" break-dnssec=") + (p.break_dnssec ? "yes" : "no");
+    out += " ede=" + (p.ede ? std::to_string(*p.ede) : "none");
+    if (!p.ede_text.empty()) out += " ede-text=\"" + p.ede_text + "\"";
+    out += std::string(" log=") + (p.log ? "yes" : "no");
+    out += std::string(" add-soa=") + (p.add_soa ? "yes" : "no");
+    return out;
+}
+
+nlohmann::json policy_json(const rpz::ZonePolicy& p) {
+    nlohmann::json j = {{"policy", std::string(rpz::to_string(p.override))},
+                        {"recursive_only", p.recursive_only},
+                        {"break_dnssec", p.break_dnssec},
+                        {"ede_text", p.ede_text},
+                        {"log", p.log},
+                        {"add_soa", p.add_soa}};
+    j["policy_cname"] = p.override == rpz::PolicyOverride::Cname
+                            ? nlohmann::json((p.override_cname_wildcard ? "*." : "") +
+                                             rpz::name_to_text(p.override_cname))
+                            : nlohmann::json(nullptr);
+    j["max_policy_ttl"] = p.max_policy_ttl ? nlohmann::json(*p.max_policy_ttl) : nlohmann::json(nullptr);
+    j["ede"] = p.ede ? nlohmann::json(*p.ede) : nlohmann::json(nullptr);
+    return j;
+}
+
 }  // namespace
 
+const CommandSpec& zone_load_spec_base();
+const CommandSpec& zone_set_spec();
+int zone_set(const Args& args);
+
 const CommandSpec& zone_load_spec() {
+    static const CommandSpec spec = [] {
+        CommandSpec c = zone_load_spec_base();
+        for (auto& o : policy_options()) c.options.push_back(o);
+        c.summary += "\nZone settings (--policy ... --add-soa): a reload keeps the zone's current\n"
+                     "settings except those given; a new zone starts from the defaults.";
+        return c;
+    }();
+    return spec;
+}
+
+const CommandSpec& zone_load_spec_base() {
     static const CommandSpec spec{
         "dnsfw zone load",
         "load a policy zone (RPZ, list or hosts file) into a store",
@@ -142,6 +293,9 @@ int zone_load(const Args& args) {
     }
     auto order = args.number("order", 1, 0xffffffffu);
     auto serial_opt = args.number("serial", 0, 0xffffffffu);
+    // Zone settings: validated now (a usage error must not wait for the parse).
+    rpz::ZonePolicy flags_check;
+    const bool policy_given = apply_policy_options(args, flags_check);
     auto cap = args.number("max-diagnostics", 0, 1'000'000).value_or(50);
 
     const bool from_stdin = file == "-";
@@ -204,9 +358,18 @@ int zone_load(const Args& args) {
             serial_note = format == rpz::InputFormat::Rpz ? ", no SOA: load time" : "";
         }
         set_soa_serial(zone.soa_rdata, zone.serial);
-        info = st.replace_zone(zone, order ? std::optional<std::uint32_t>(
-                                                 static_cast<std::uint32_t>(*order))
-                                           : std::nullopt);
+        std::optional<rpz::ZonePolicy> policy;
+        if (policy_given) {
+            // Start from the stored settings: a reload changes only what is given.
+            auto previous = st.zone(name);
+            policy = previous ? previous->policy : rpz::ZonePolicy{};
+            apply_policy_options(args, *policy);
+        }
+        info = st.replace_zone(zone,
+                               order ? std::optional<std::uint32_t>(
+                                           static_cast<std::uint32_t>(*order))
+                                     : std::nullopt,
+                               policy);
     } catch (const store::StoreError& e) {
         throw CommandError(std::string("store: ") + e.what() + " (zone " + name +
                            " not changed)");
@@ -219,10 +382,63 @@ int zone_load(const Args& args) {
     if (warnings > 0) std::cout << ", " << warnings << (warnings == 1 ? " warning" : " warnings");
     std::cout << " [order " << info.order << "; parse " << format_seconds(parse_s) << ", store "
               << format_seconds(store_s) << "]\n";
+    std::cout << "settings: policy " << policy_text(info.policy) << ", "
+              << settings_text(info.policy) << "\n";
     if (errors > 0) {
         std::cout << "note: the skipped lines are listed on stderr; the rest of the zone was "
                      "loaded\n";
     }
+    return kExitOk;
+}
+
+const CommandSpec& zone_set_spec() {
+    static const CommandSpec spec = [] {
+        CommandSpec c{
+            "dnsfw zone set",
+            "change the settings of a zone (policy override, TTL cap, ...)",
+            "",
+            "Change the settings of a zone already in the store, in one transaction\n"
+            "(rules untouched; running resolvers apply the change at their next query).\n"
+            "Settings not given keep their current value.",
+            {
+                {"store", "DIR", "store directory", false, true},
+                {"zone", "NAME", "zone to change", false, true},
+            },
+            0,
+            0,
+            "examples:\n"
+            "  dnsfw zone set --store var/store --zone test.rpz --policy disabled\n"
+            "  dnsfw zone set --store var/store --zone ads.rpz --policy cname "
+            "--policy-cname walled.example.net\n"
+            "  dnsfw zone set --store var/store --zone tif.rpz --max-policy-ttl 60 --ede 17\n"
+            "\nexit: 0 changed, 1 no such zone or store error, 2 bad command line.\n",
+        };
+        for (auto& o : policy_options()) c.options.push_back(o);
+        return c;
+    }();
+    return spec;
+}
+
+int zone_set(const Args& args) {
+    const std::string name = rpz::name_to_text(parse_zone_name(*args.value("zone")));
+    rpz::ZonePolicy check;
+    if (!apply_policy_options(args, check))
+        throw UsageError("nothing to set: give at least one of --policy, --policy-cname, "
+                         "--max-policy-ttl, --recursive-only, --break-dnssec, --ede, --ede-text, "
+                         "--log, --add-soa");
+    auto st = open_existing_store(*args.value("store"), true);
+    store::ZoneInfo info;
+    try {
+        auto current = st.zone(name);
+        if (!current) throw CommandError("zone " + name + " is not in store " + st.path());
+        rpz::ZonePolicy p = current->policy;
+        apply_policy_options(args, p);
+        info = st.set_zone_policy(name, p);
+    } catch (const store::StoreError& e) {
+        throw CommandError(std::string("store: ") + e.what() + " (zone " + name + " not changed)");
+    }
+    std::cout << "zone " << info.name << ": policy " << policy_text(info.policy) << ", "
+              << settings_text(info.policy) << "\n";
     return kExitOk;
 }
 
@@ -261,7 +477,8 @@ int zone_list(const Args& args) {
                            {"serial", z.serial},
                            {"rules", z.rule_count},
                            {"loaded_at", z.loaded_at},
-                           {"loaded_at_utc", format_utc(z.loaded_at)}});
+                           {"loaded_at_utc", format_utc(z.loaded_at)},
+                           {"settings", policy_json(z.policy)}});
         }
         std::cout << out.dump(2) << "\n";
         return kExitOk;
@@ -275,11 +492,13 @@ int zone_list(const Args& args) {
     for (const auto& z : zones) name_w = std::max(name_w, z.name.size());
     std::cout << std::left << std::setw(6) << "ORDER" << std::setw(static_cast<int>(name_w) + 2)
               << "NAME" << std::right << std::setw(11) << "SERIAL" << std::setw(11) << "RULES"
-              << "  LOADED-AT (UTC)\n";
+              << "  LOADED-AT (UTC)        POLICY  SETTINGS\n";
     for (const auto& z : zones) {
         std::cout << std::left << std::setw(6) << z.order << std::setw(static_cast<int>(name_w) + 2)
                   << z.name << std::right << std::setw(11) << z.serial << std::setw(11)
-                  << z.rule_count << "  " << format_utc(z.loaded_at) << "\n";
+                  << z.rule_count << "  " << std::left << std::setw(22) << format_utc(z.loaded_at)
+                  << " " << policy_text(z.policy) << "  " << settings_text(z.policy) << "\n"
+                  << std::right;
     }
     return kExitOk;
 }

@@ -1,0 +1,158 @@
+// Response facts: CNAME chain, answer addresses, delegation path.
+#include "module/facts.hpp"
+
+#include <cstring>
+
+extern "C" {
+#include "services/cache/rrset.h"
+#include "util/locks.h"
+}
+
+namespace dnsfw::module {
+
+namespace {
+
+const packed_rrset_data* data_of(const ub_packed_rrset_key* k) noexcept {
+    return static_cast<const packed_rrset_data*>(k->entry.data);
+}
+
+bool same_name(std::span<const std::uint8_t> a, const std::uint8_t* b, std::size_t blen) noexcept {
+    if (a.size() != blen) return false;
+    return query_dname_compare(const_cast<std::uint8_t*>(a.data()),
+                               const_cast<std::uint8_t*>(b)) == 0;
+}
+
+/// The wire name in an RR's rdata (after the 2-byte length), if well formed.
+std::span<const std::uint8_t> rdata_name(const packed_rrset_data* d, std::size_t i) noexcept {
+    if (d->rr_len[i] < 3) return {};
+    const std::span<const std::uint8_t> wire{d->rr_data[i] + 2, d->rr_len[i] - 2};
+    const std::size_t len = rpz::name_wire_length(wire);
+    if (len == 0) return {};
+    return wire.first(len);
+}
+
+/// Appends the addresses of one A/AAAA RRset.
+void append_ips(const packed_rrset_data* d, std::uint16_t type, std::span<rpz::IpAddress> out,
+                std::size_t& n) noexcept {
+    for (std::size_t i = 0; i < d->count && n < out.size(); ++i) {
+        if (type == LDNS_RR_TYPE_A && d->rr_len[i] == 2 + 4) {
+            out[n++] = rpz::IpAddress::from_v4(d->rr_data[i] + 2);
+        } else if (type == LDNS_RR_TYPE_AAAA && d->rr_len[i] == 2 + 16) {
+            out[n++] = rpz::IpAddress::from_v6(d->rr_data[i] + 2);
+        }
+    }
+}
+
+/// Addresses of `ns` in the RRset cache.
+void cached_addresses(module_env* env, std::span<const std::uint8_t> ns,
+                      std::span<rpz::IpAddress> out, std::size_t& n) noexcept {
+    for (const std::uint16_t type : {std::uint16_t{LDNS_RR_TYPE_A}, std::uint16_t{LDNS_RR_TYPE_AAAA}}) {
+        ub_packed_rrset_key* k =
+            rrset_cache_lookup(env->rrset_cache, const_cast<std::uint8_t*>(ns.data()), ns.size(),
+                               type, LDNS_RR_CLASS_IN, 0, *env->now, 0);
+        if (k == nullptr) continue;
+        append_ips(data_of(k), type, out, n);
+        lock_rw_unlock(&k->entry.lock);
+    }
+}
+
+}  // namespace
+
+std::size_t walk_cname_chain(const query_info& qinfo, const reply_info* rep,
+                             std::span<ChainLink> out) noexcept {
+    if (out.empty()) return 0;
+    const std::size_t an = rep != nullptr ? rep->an_numrrsets : 0;
+    std::size_t n = 0;
+    out[n++] = ChainLink{{qinfo.qname, qinfo.qname_len}, an};
+    while (n < out.size()) {
+        ChainLink& cur = out[n - 1];
+        std::size_t found = an;
+        for (std::size_t i = 0; i < an; ++i) {
+            const ub_packed_rrset_key* k = rep->rrsets[i];
+            if (ntohs(k->rk.type) != LDNS_RR_TYPE_CNAME) continue;
+            if (same_name(cur.name, k->rk.dname, k->rk.dname_len)) {
+                found = i;
+                break;
+            }
+        }
+        if (found == an) break;
+        const packed_rrset_data* d = data_of(rep->rrsets[found]);
+        if (d->count < 1) break;
+        const auto target = rdata_name(d, 0);
+        if (target.empty()) break;
+        // A loop ends the chain.
+        bool seen = false;
+        for (std::size_t j = 0; j < n && !seen; ++j) {
+            seen = same_name(out[j].name, target.data(), target.size());
+        }
+        if (seen) break;
+        cur.cname_rrset = found;
+        out[n++] = ChainLink{target, an};
+    }
+    return n;
+}
+
+std::size_t collect_answer_ips(const reply_info* rep, std::span<const std::uint8_t> name,
+                               std::span<rpz::IpAddress> out) noexcept {
+    std::size_t n = 0;
+    if (rep == nullptr) return 0;
+    for (std::size_t i = 0; i < rep->an_numrrsets; ++i) {
+        const ub_packed_rrset_key* k = rep->rrsets[i];
+        const std::uint16_t type = ntohs(k->rk.type);
+        if (type != LDNS_RR_TYPE_A && type != LDNS_RR_TYPE_AAAA) continue;
+        if (!same_name(name, k->rk.dname, k->rk.dname_len)) continue;
+        append_ips(data_of(k), type, out, n);
+    }
+    return n;
+}
+
+void collect_delegation(module_env* env, regional* region, std::span<const std::uint8_t> name,
+                        std::span<std::span<const std::uint8_t>> names, std::size_t& n_names,
+                        std::span<rpz::IpAddress> ips, std::size_t& n_ips) noexcept {
+    n_names = 0;
+    n_ips = 0;
+    if (env == nullptr || env->rrset_cache == nullptr || rpz::name_wire_length(name) == 0) return;
+    std::size_t offset = 0;
+    for (;;) {
+        const std::span<const std::uint8_t> cut = name.subspan(offset);
+        ub_packed_rrset_key* k =
+            rrset_cache_lookup(env->rrset_cache, const_cast<std::uint8_t*>(cut.data()), cut.size(),
+                               LDNS_RR_TYPE_NS, LDNS_RR_CLASS_IN, 0, *env->now, 0);
+        if (k != nullptr) {
+            const std::size_t first = n_names;
+            const packed_rrset_data* d = data_of(k);
+            for (std::size_t i = 0; i < d->count && n_names < names.size(); ++i) {
+                const auto ns = rdata_name(d, i);
+                if (ns.empty()) continue;
+                auto* copy = static_cast<std::uint8_t*>(regional_alloc_init(region, ns.data(), ns.size()));
+                if (copy == nullptr) break;
+                names[n_names++] = {copy, ns.size()};
+            }
+            lock_rw_unlock(&k->entry.lock);
+            // Addresses after the NS RRset's lock is released (one lock at a time).
+            for (std::size_t i = first; i < n_names; ++i) cached_addresses(env, names[i], ips, n_ips);
+        }
+        if (cut.size() <= 1) break;  // the root
+        offset += static_cast<std::size_t>(cut[0]) + 1;
+    }
+}
+
+std::optional<rpz::IpAddress> client_ip(const dnsfw_ub_client& client) noexcept {
+    if (client.addr.ss_family == AF_INET) {
+        sockaddr_in sin{};
+        std::memcpy(&sin, &client.addr, sizeof sin);
+        std::uint8_t b[4];
+        std::memcpy(b, &sin.sin_addr, 4);
+        return rpz::IpAddress::from_v4(b);
+    }
+    if (client.addr.ss_family == AF_INET6) {
+        sockaddr_in6 sin6{};
+        std::memcpy(&sin6, &client.addr, sizeof sin6);
+        std::uint8_t b[16];
+        std::memcpy(b, &sin6.sin6_addr, 16);
+        return rpz::IpAddress::from_v6(b);
+    }
+    return std::nullopt;
+}
+
+}  // namespace dnsfw::module

@@ -118,6 +118,33 @@ TEST_CASE("a hit record formats as the documented JSON line", "[module][hitlog]"
     CHECK(out.find("\"qname\":\"a\\\\\\\"b.example.\"") != std::string::npos);
 }
 
+TEST_CASE("IP-trigger rules print as prefixes; DISABLED matches as disabled:<action>",
+          "[module][hitlog]") {
+    HitRecord r = sample();
+    r.trigger = dnsfw::rpz::Trigger::ResponseIp;
+    const auto prefix = dnsfw::rpz::prefix_from_text("192.0.2.0/24");
+    REQUIRE(prefix);
+    dnsfw::rpz::IpKey key;
+    dnsfw::rpz::make_ip_key(*prefix, key);
+    std::memcpy(r.key.data(), key.bytes.data(), key.bytes.size());
+    r.key_len = static_cast<std::uint16_t>(key.bytes.size());
+    std::string out;
+    append_hit_json(out, r);
+    CHECK(out.find("\"trigger\":\"response-ip\",\"rule\":\"192.0.2.0/24\",\"action\":\"nxdomain\"") !=
+          std::string::npos);
+
+    r.trigger = dnsfw::rpz::Trigger::ClientIp;
+    const auto v6 = dnsfw::rpz::prefix_from_text("2001:db8::/32");
+    REQUIRE(v6);
+    dnsfw::rpz::make_ip_key(*v6, key);
+    std::memcpy(r.key.data(), key.bytes.data(), key.bytes.size());
+    r.disabled = true;
+    out.clear();
+    append_hit_json(out, r);
+    CHECK(out.find("\"trigger\":\"client-ip\",\"rule\":\"2001:db8::/32\",\"action\":\"disabled:nxdomain\"") !=
+          std::string::npos);
+}
+
 TEST_CASE("the queue is FIFO, bounded, and counts drops", "[module][hitlog]") {
     HitQueue q(4);
     CHECK(q.capacity() == 4);

@@ -1,0 +1,788 @@
+"""Mock DNS worlds for the RPZ peer cases (tests/data/peer-cases/, see its README.md).
+
+One case directory (``<suite>/<case>/``) becomes one :class:`World`:
+
+* its ``upstream.zone`` is split at every delegation (NS + glue) into real zones:
+  a root zone served by an NSD on :data:`ROOT_ADDR` port 53, with delegations and
+  glue to one NSD per name-server address (also port 53), so the resolver walks
+  the delegation path itself and NSDNAME/NSIP triggers can see it. A flat
+  ``upstream.zone`` (no delegation) is just a root zone;
+* its policy zones are loaded, in ``policy.tsv`` order, into a fresh store by
+  ``dnsfw zone load`` (the per-zone settings of ``policy.tsv`` become CLI flags);
+* Unbound (build/deps) runs with the dnsfw module and its own ``unbound.conf``:
+  ``stub-zone "."`` pointing at the root NSD (never a forwarder: that would
+  hide the delegation path), ``do-not-query-localhost: no``.
+
+Addresses. The peers' addresses are not on this machine, so every address the
+resolver must contact (name-server glue) and every client address is mapped
+into 127.0.0.0/8 by :func:`map_v4` (a.b.c.d -> 127.b.c.d; 127.254.a.d when b.c is
+0.0, to stay out of 127.0.0.0/24, where the default client 127.0.0.1 and other
+suites live). The ``rpz-client-ip`` and ``rpz-nsip`` owner names of the policy
+zones are rewritten the same way. ``rpz-ip`` owners and all answer data (A/AAAA
+records that are not name-server glue, local data, expected answers) denote
+response addresses and are left alone. :func:`check_mapping` proves, per case,
+that the mapping keeps every "address in prefix" relation of the case.
+
+Only loopback is used. Port 53 on the mapped addresses is shared by every run
+of this suite on the machine, so a world holds an exclusive lock
+(:data:`LOCK_PATH`) while its servers run. Every process is stopped by
+:meth:`World.stop` (also on failures), and dies with pytest (PR_SET_PDEATHSIG).
+"""
+from __future__ import annotations
+
+import csv
+import fcntl
+import ipaddress
+import os
+import re
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rcode
+import dns.zone
+
+import dnsfw_harness as h
+
+PEER_DATA = h.ROOT / "tests" / "data" / "peer-cases"
+SUITES = ("unbound", "bind9", "powerdns")
+
+ROOT_ADDR = "127.53.0.1"                 # the root server of every world
+ROOT_NS = "ns.root-servers.invalid."     # its name (matches no rule of any case)
+DEFAULT_CLIENT = "127.0.0.1"             # client "-" in expect*.tsv
+LOCK_PATH = Path("/tmp/dnsfw-peer-world.lock")
+DEFAULT_TTL = 300
+
+# Upstream facts that a case states only in a comment of its upstream.zone.
+# They are added to the world (never to the data files), so the case can run.
+EXTRA_UPSTREAM: dict[str, list[str]] = {
+    # "delegated.example. is forwarded to a server at 127.0.0.1": a real
+    # delegation, so the server's address is on the path (NSIP rules 127.0.0.1/32).
+    "powerdns/nsip-local-data-vs-later-ip": [
+        "delegated.example. NS ns.delegated.example.",
+        "ns.delegated.example. A 127.0.0.1",
+    ],
+    "powerdns/zone-ordering-precedence": [
+        "delegated.example. NS ns.delegated.example.",
+        "ns.delegated.example. A 127.0.0.1",
+    ],
+    # "test1.example.net., test2.example.net., example.com. and www.example.com.
+    # exist upstream (NOERROR)"; the data is unspecified, any address will do.
+    **{f"bind9/{c}": [
+        "test1.example.net. A 192.0.2.201",
+        "test2.example.net. A 192.0.2.202",
+        "example.com. A 192.0.2.203",
+        "www.example.com. A 192.0.2.204",
+        # witnesses (below)
+        "www.test1.example.net. A 192.0.2.205",
+        "www.test2.example.net. A 192.0.2.206",
+    ] for c in ("wildcard-and-apex", "wildcard-only", "wildcard-two-zones")},
+    # Witnesses: names whose row expects a policy NXDOMAIN but that do not exist
+    # upstream, so the row would pass even if no rule fired. Giving them data
+    # makes a missing rewrite visible (as tests/data/integration does).
+    "unbound/root-wildcard": ['x. TXT "witness"', 'y.tld. TXT "witness"'],
+    "unbound/qname-override": ['c. TXT "witness"'],
+    "unbound/nsdname-override": ["www.gotham.a. A 1.2.3.4"],
+}
+
+
+# ---------------------------------------------------------------------------
+# Address mapping
+
+def map_v4(addr: str) -> str:
+    """The loopback stand-in of a peer IPv4 address (see the module doc)."""
+    a, b, c, d = (int(x) for x in addr.split("."))
+    if (b, c) == (0, 0):
+        return f"127.254.{a}.{d}"
+    return f"127.{b}.{c}.{d}"
+
+
+def map_prefix(net: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    """map_v4 applied to a prefix. Only lengths the mapping keeps are allowed:
+    at least /8 (/24 when b.c is 0.0, whose first three octets move)."""
+    a, b, c, _ = net.network_address.packed
+    need = 24 if (b, c) == (0, 0) else 8
+    if net.prefixlen < need:
+        raise ValueError(f"{net}: prefix too short for the loopback mapping (needs /{need})")
+    return ipaddress.IPv4Network(f"{map_v4(str(net.network_address))}/{net.prefixlen}")
+
+
+_IP_OWNER = re.compile(
+    r"^(?P<len>\d{1,3})\.(?P<d>\d{1,3})\.(?P<c>\d{1,3})\.(?P<b>\d{1,3})\.(?P<a>\d{1,3})"
+    r"\.(?P<kind>rpz-client-ip|rpz-nsip)(?P<rest>(\.\S*)?)$", re.IGNORECASE)
+
+
+def parse_ip_owner(owner: str) -> Optional[tuple[str, ipaddress.IPv4Network]]:
+    """("rpz-client-ip"|"rpz-nsip", prefix) for an IPv4 client-ip/NSIP owner, else None."""
+    m = _IP_OWNER.match(owner)
+    if not m:
+        return None
+    addr = ".".join(m.group(x) for x in "abcd")
+    return m.group("kind").lower(), ipaddress.IPv4Network(f"{addr}/{m.group('len')}", strict=False)
+
+
+def map_ip_owner(owner: str) -> str:
+    """A policy-zone owner with its rpz-client-ip / rpz-nsip address mapped; any
+    other owner unchanged."""
+    m = _IP_OWNER.match(owner)
+    if not m:
+        return owner
+    addr = ".".join(m.group(x) for x in "abcd")
+    a, b, c, d = map_v4(addr).split(".")
+    return f"{m.group('len')}.{d}.{c}.{b}.{a}.{m.group('kind')}{m.group('rest')}"
+
+
+def map_policy_text(text: str) -> str:
+    """A policy zone file with every rpz-client-ip / rpz-nsip owner (the first
+    token of a line) mapped. Line numbers are kept, so diagnostics still point
+    at the original file's lines."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        if line[:1].isspace() or not line.strip() or line.startswith(("$", ";")):
+            out.append(line)
+            continue
+        owner, sep, rest = _split_owner(line)
+        out.append(map_ip_owner(owner) + sep + rest)
+    return "".join(out)
+
+
+def _split_owner(line: str) -> tuple[str, str, str]:
+    m = re.match(r"(\S+)(\s*)(.*)", line, re.DOTALL)
+    assert m
+    return m.group(1), m.group(2), m.group(3)
+
+
+# ---------------------------------------------------------------------------
+# Case data
+
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+@dataclass(frozen=True)
+class Row:
+    """One expectation row of an expect*.tsv."""
+    suite: str
+    case: str
+    file: str          # "expect.tsv", "expect.v2.tsv", ...
+    version: Optional[int]
+    index: int         # 1-based row number within the file
+    qname: str
+    qtype: str
+    rcode: str
+    answer: str
+    note: str
+    client: str
+    flags: tuple[str, ...]
+    id: str = ""
+
+    @property
+    def case_key(self) -> str:
+        return f"{self.suite}/{self.case}"
+
+    @property
+    def transport(self) -> str:
+        return "tcp" if "tcp" in self.flags else "udp"
+
+
+def load_rows() -> list[Row]:
+    """Every row of every expect*.tsv, cases in name order, versions in
+    numeric order, rows in file order. Ids are unique:
+    ``suite/case[/vN]/qname/qtype/flags[/client][#n]``."""
+    rows: list[Row] = []
+    seen: dict[str, int] = {}
+    for suite in SUITES:
+        for case_dir in sorted((PEER_DATA / suite).iterdir()):
+            if not case_dir.is_dir():
+                continue
+            files = sorted(case_dir.glob("expect*.tsv"), key=_expect_order)
+            for f in files:
+                version = _version_of(f.name)
+                for i, r in enumerate(read_tsv(f), start=1):
+                    flags = tuple(x.strip() for x in r["flags"].split(",")
+                                  if x.strip() and x.strip() != "-")
+                    base = f"{suite}/{case_dir.name}"
+                    if version is not None:
+                        base += f"/v{version}"
+                    base += f"/{r['qname']}/{r['qtype']}/{','.join(flags) or '-'}"
+                    if r["client"] not in ("-", ""):
+                        base += f"/{r['client']}"
+                    n = seen.get(base, 0) + 1
+                    seen[base] = n
+                    rid = base if n == 1 else f"{base}#{n}"
+                    rows.append(Row(suite, case_dir.name, f.name, version, i, r["qname"],
+                                    r["qtype"], r["expected_rcode"],
+                                    r["expected_answer_or_-"], r["note"], r["client"],
+                                    flags, rid))
+    return rows
+
+
+def _version_of(name: str) -> Optional[int]:
+    m = re.match(r"expect\.v(\d+)\.tsv$", name)
+    return int(m.group(1)) if m else None
+
+
+def _expect_order(p: Path):
+    v = _version_of(p.name)
+    return (0, 0, p.name) if v is None else (1, v, p.name)
+
+
+@dataclass
+class PolicyZone:
+    order: int
+    zone: str
+    file: str
+    override: str
+    override_cname: str
+    options: str
+    note: str
+
+
+def read_policy(case_dir: Path) -> list[PolicyZone]:
+    """policy.tsv; for an update case without one (powerdns/xfr-update-sequence),
+    a single zone named by the SOA owner of zone.v1.rpz."""
+    p = case_dir / "policy.tsv"
+    if p.exists():
+        return [PolicyZone(int(r["order"]), r["zone"], r["file"], r["override_action"],
+                           r["override_cname"], r["options"], r["note"])
+                for r in read_tsv(p)]
+    v1 = case_dir / "zone.v1.rpz"
+    for line in v1.read_text().splitlines():
+        if line.strip() and not line.startswith((";", "$")) and " SOA " in f" {line} ":
+            return [PolicyZone(1, line.split()[0], "zone.v1.rpz", "-", "-", "-", "")]
+    raise AssertionError(f"{case_dir}: no policy.tsv and no SOA in zone.v1.rpz")
+
+
+def versions_of(case_dir: Path) -> list[int]:
+    """Update cases: every zone version to load, in order (sequence.tsv's
+    serials if present, else the zone.vN.rpz files)."""
+    seq = case_dir / "sequence.tsv"
+    if seq.exists():
+        return [int(r["serial"]) for r in read_tsv(seq)]
+    return sorted(int(m.group(1)) for p in case_dir.glob("zone.v*.rpz")
+                  if (m := re.match(r"zone\.v(\d+)\.rpz$", p.name)))
+
+
+# ---------------------------------------------------------------------------
+# policy.tsv settings -> `dnsfw zone load` flags
+
+_OVERRIDES = {"given": "given", "disabled": "disabled", "nxdomain": "nxdomain",
+              "nodata": "nodata", "passthru": "passthru", "no-op": "passthru",
+              "drop": "drop", "tcp-only": "tcp-only", "cname": "cname"}
+
+
+def zone_flags(pz: PolicyZone) -> tuple[list[str], list[str]]:
+    """(flags for `dnsfw zone load`, settings with no dnsfw equivalent)."""
+    flags: list[str] = []
+    ignored: list[str] = []
+    ov = pz.override.strip().lower()
+    if ov and ov != "-":
+        if ov in _OVERRIDES:
+            flags += ["--policy", _OVERRIDES[ov]]
+            if ov == "cname":
+                flags += ["--policy-cname", pz.override_cname]
+        else:
+            # "passthru (except local data)" = PowerDNS defpolOverrideLocalData=false
+            ignored.append(f"override '{pz.override}'")
+    for opt in re.split(r";\s*", pz.options.strip()):
+        opt = opt.strip()
+        if not opt or opt == "-":
+            continue
+        parts = re.split(r"\s*=\s*|\s+", opt, maxsplit=1)
+        key = parts[0].lower()
+        val = parts[1].strip() if len(parts) > 1 else ""
+        if key == "max-policy-ttl":
+            flags += ["--max-policy-ttl", val]
+        elif key == "recursive-only":
+            flags += ["--recursive-only", val]
+        elif key == "break-dnssec":
+            flags += ["--break-dnssec", val]
+        elif key == "log":
+            flags += ["--log", val]
+        elif key == "includesoa":
+            flags += ["--add-soa", "yes" if val.lower() == "true" else "no"]
+        else:
+            # nsdname-enable / nsip-enable (always on in dnsfw), min-ns-dots,
+            # qname-wait-recurse, servfail-ttl, tags, signal-nxdomain-ra,
+            # primary=, defpol...: resolver-specific, no dnsfw setting.
+            ignored.append(opt)
+    return flags, ignored
+
+
+_help_cache: Optional[str] = None
+
+
+def zone_load_help() -> str:
+    global _help_cache
+    if _help_cache is None:
+        _help_cache = h.dnsfw("zone", "load", "--help").stdout
+    return _help_cache
+
+
+def supported(flag: str) -> bool:
+    return re.search(rf"(^|\s){re.escape(flag)}(\s|$)", zone_load_help(), re.M) is not None
+
+
+# ---------------------------------------------------------------------------
+# Upstream world
+
+@dataclass
+class Rec:
+    name: dns.name.Name
+    ttl: int
+    rdata: dns.rdata.Rdata
+
+    @property
+    def rdtype(self) -> int:
+        return self.rdata.rdtype
+
+    def text(self) -> str:
+        return f"{self.name.to_text()} {self.ttl} IN {dns.rdatatype.to_text(self.rdtype)} {self.rdata.to_text()}"
+
+
+def parse_upstream(text: str) -> list[Rec]:
+    """Absolute-name master-file text (no SOA needed) -> records."""
+    z = dns.zone.from_text("$ORIGIN .\n$TTL %d\n%s\n" % (DEFAULT_TTL, text), origin=dns.name.root,
+                           relativize=False, check_origin=False)
+    out = []
+    for name, node in z.nodes.items():
+        for rds in node.rdatasets:
+            for rd in rds:
+                out.append(Rec(name, rds.ttl, rd))
+    return out
+
+
+@dataclass
+class UpstreamZone:
+    origin: dns.name.Name
+    servers: list[str]          # mapped addresses serving it
+    ns_names: list[dns.name.Name]
+    records: list[Rec] = field(default_factory=list)
+
+    def text(self) -> str:
+        mname = ROOT_NS if self.origin == dns.name.root else self.ns_names[0].to_text()
+        lines = [f"$ORIGIN .", f"$TTL {DEFAULT_TTL}",
+                 f"{self.origin.to_text()} 86400 IN SOA {mname} hostmaster.invalid. 1 3600 900 604800 300"]
+        lines += [r.text() for r in self.records]
+        return "\n".join(lines) + "\n"
+
+
+class UpstreamWorld:
+    """upstream.zone split into zones at its delegations, server addresses mapped."""
+
+    def __init__(self, records: list[Rec]):
+        ns_targets: dict[dns.name.Name, list[dns.name.Name]] = {}
+        for r in records:
+            if r.rdtype == dns.rdatatype.NS and r.name != dns.name.root:
+                ns_targets.setdefault(r.name, []).append(r.rdata.target)
+        glue_names = {t for ts in ns_targets.values() for t in ts}
+        # Map the glue addresses (server addresses); every other A/AAAA is answer data.
+        self.records: list[Rec] = []
+        self.server_addrs: dict[str, str] = {}  # original -> mapped
+        for r in records:
+            if r.rdtype == dns.rdatatype.A and r.name in glue_names:
+                orig = r.rdata.address
+                mapped = map_v4(orig)
+                self.server_addrs[orig] = mapped
+                r = Rec(r.name, r.ttl, dns.rdata.from_text("IN", "A", mapped))
+            self.records.append(r)
+        addr_of: dict[dns.name.Name, list[str]] = {}
+        for r in self.records:
+            if r.rdtype == dns.rdatatype.A and r.name in glue_names:
+                addr_of.setdefault(r.name, []).append(r.rdata.address)
+        self.cuts = sorted(ns_targets, key=lambda n: len(n.labels))
+        self.zones: dict[dns.name.Name, UpstreamZone] = {
+            dns.name.root: UpstreamZone(dns.name.root, [ROOT_ADDR], [dns.name.from_text(ROOT_NS)])}
+        for cut in self.cuts:
+            servers = sorted({a for t in ns_targets[cut] for a in addr_of.get(t, [])})
+            self.zones[cut] = UpstreamZone(cut, servers, ns_targets[cut])
+        root = self.zones[dns.name.root]
+        root.records.append(Rec(dns.name.root, 86400, dns.rdata.from_text("IN", "NS", ROOT_NS)))
+        root.records.append(Rec(dns.name.from_text(ROOT_NS), 86400, dns.rdata.from_text("IN", "A", ROOT_ADDR)))
+        self.unserved: list[Rec] = []
+        for r in self.records:
+            z = self.zone_of(r.name, r.rdtype)
+            z.records.append(r)
+            if r.rdtype == dns.rdatatype.NS and r.name in self.zones and r.name != dns.name.root:
+                # the delegation in the parent, with glue for in-bailiwick targets
+                parent = self.zone_of(r.name.parent(), 0)
+                parent.records.append(r)
+                if r.rdata.target.is_subdomain(r.name):
+                    for a in addr_of.get(r.rdata.target, []):
+                        parent.records.append(Rec(r.rdata.target, r.ttl, dns.rdata.from_text("IN", "A", a)))
+        # Zones without any server address (e.g. bind9 "broken" l1.l0.) are
+        # not served: resolution below them fails (SERVFAIL), as in the peer test.
+        for origin, z in list(self.zones.items()):
+            if not z.servers:
+                self.unserved.extend(z.records)
+
+    def zone_of(self, name: dns.name.Name, rdtype: int) -> UpstreamZone:
+        best = self.zones[dns.name.root]
+        for cut, z in self.zones.items():
+            if name.is_subdomain(cut) and len(cut.labels) > len(best.origin.labels):
+                best = z
+        return best
+
+    def servers(self) -> dict[str, list[UpstreamZone]]:
+        """mapped address -> zones it serves."""
+        out: dict[str, list[UpstreamZone]] = {}
+        for z in self.zones.values():
+            for a in z.servers:
+                out.setdefault(a, []).append(z)
+        return out
+
+    def answer_for(self, qname: str, qtype: str) -> list[Rec]:
+        """What the authoritative data holds for exactly (qname, qtype),
+        apex SOA/NS of the generated zones included (for "(upstream answer)")."""
+        n = dns.name.from_text(qname)
+        t = dns.rdatatype.from_text(qtype)
+        if n in self.zones and t == dns.rdatatype.SOA:
+            z = self.zones[n]
+            return [Rec(n, 86400, dns.rdata.from_text(
+                "IN", "SOA", z.text().splitlines()[2].split(" SOA ", 1)[1]))]
+        return [r for r in self.zone_of(n, t).records if r.name == n and r.rdtype == t]
+
+
+def check_mapping(case_key: str, world: UpstreamWorld, policy_texts: list[str],
+                  clients: list[str]) -> None:
+    """Asserts that map_v4 keeps this case's address relations: distinct
+    addresses stay distinct, every (address, client-ip/NSIP prefix) membership
+    is unchanged, and no mapped prefix covers the default client or the root
+    server (which would make a rule fire for every query)."""
+    prefixes = []
+    for text in policy_texts:
+        for line in text.splitlines():
+            tok = line.split(maxsplit=1)[0] if line.strip() and not line[:1].isspace() else ""
+            got = parse_ip_owner(tok)
+            if got:
+                prefixes.append(got)
+    addrs = set(world.server_addrs) | {c for c in clients if c not in ("-", "")}
+    mapped = {a: map_v4(a) for a in addrs}
+    assert len(set(mapped.values())) == len(mapped), f"{case_key}: mapping collides: {mapped}"
+    for kind, p in prefixes:
+        mp = map_prefix(p)
+        for a, m in mapped.items():
+            assert (ipaddress.IPv4Address(a) in p) == (ipaddress.IPv4Address(m) in mp), \
+                f"{case_key}: mapping changes whether {a} is in {p}"
+        fixed = DEFAULT_CLIENT if kind == "rpz-client-ip" else ROOT_ADDR
+        assert ipaddress.IPv4Address(fixed) not in mp, f"{case_key}: mapped {kind} rule {mp} covers {fixed}"
+    for a, m in mapped.items():
+        assert m != DEFAULT_CLIENT, f"{case_key}: {a} maps to the default client {m}"
+        assert a not in world.server_addrs or m != ROOT_ADDR, f"{case_key}: server {a} maps to the root {m}"
+
+
+# ---------------------------------------------------------------------------
+# Processes
+
+class WorldLock:
+    """Exclusive lock on port 53 of the mapped loopback addresses (one world
+    at a time on this machine)."""
+
+    def __init__(self, timeout: float = 600.0):
+        self.timeout = timeout
+        self.fd: Optional[int] = None
+
+    def acquire(self) -> None:
+        self.fd = os.open(LOCK_PATH, os.O_CREAT | os.O_RDWR, 0o666)
+
+        def got():
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                return False
+        h.wait_until(got, self.timeout, f"the peer-world lock {LOCK_PATH} (another run holds it)",
+                     interval=0.2)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self.fd)
+                self.fd = None
+
+
+def nsd_conf(workdir: Path, addr: str, zones: list[UpstreamZone]) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    lines = ["server:", f"  ip-address: {addr}@53", '  username: ""', '  chroot: ""',
+             f'  zonesdir: "{workdir}"', f'  pidfile: "{workdir}/nsd.pid"',
+             f'  xfrdfile: "{workdir}/xfrd.state"', f'  zonelistfile: "{workdir}/zone.list"',
+             f'  xfrdir: "{workdir}"', '  database: ""', f'  logfile: "{workdir}/nsd.log"',
+             "  server-count: 1", "  verbosity: 1", "  hide-version: yes", "  do-ip6: no",
+             "remote-control:", "  control-enable: no"]
+    for z in zones:
+        fname = "root.zone" if z.origin == dns.name.root else z.origin.to_text().rstrip(".") + ".zone"
+        (workdir / fname).write_text(z.text())
+        lines += ["zone:", f'  name: "{z.origin.to_text()}"', f'  zonefile: "{workdir / fname}"']
+    conf = workdir / "nsd.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    return conf
+
+
+def port53_free(addr: str) -> bool:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            if kind == socket.SOCK_STREAM:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((addr, 53))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+
+
+def unbound_conf(workdir: Path, port: int, threads: int = 1) -> Path:
+    conf = workdir / "unbound.conf"
+    conf.write_text("\n".join([
+        "server:",
+        f"  interface: {DEFAULT_CLIENT}",
+        f"  port: {port}",
+        "  do-ip6: no",
+        "  do-daemonize: no",
+        '  username: ""',
+        '  chroot: ""',
+        f'  directory: "{workdir}"',
+        '  pidfile: ""',
+        "  use-syslog: no",
+        '  logfile: ""',
+        "  verbosity: 1",
+        "  log-time-ascii: yes",
+        f"  num-threads: {threads}",
+        "  access-control: 127.0.0.0/8 allow",
+        "  do-not-query-localhost: no",
+        '  module-config: "dynlib iterator"',
+        "  ede: yes",
+        "  minimal-responses: no",
+        "dynlib:",
+        f'  dynlib-file: "{h.MODULE_SO}"',
+        "remote-control:",
+        "  control-enable: no",
+        "stub-zone:",
+        '  name: "."',
+        f"  stub-addr: {ROOT_ADDR}",
+    ]) + "\n")
+    return conf
+
+
+def write_module_toml(path: Path, store: Path, zones: list[str], hit_log: Path) -> Path:
+    path.write_text(
+        f"store = {h.toml_string(store)}\n"
+        f"zones = [{', '.join(h.toml_string(z) for z in zones)}]\n"
+        f"hit-log = {h.toml_string(hit_log)}\n"
+        "fail-open = false\n"
+        "ede = 15\n"
+        'log-level = "info"\n')
+    return path
+
+
+# ---------------------------------------------------------------------------
+# The world of one case directory
+
+class WorldError(RuntimeError):
+    """A world could not be built or started (an infrastructure failure, never
+    an expected failure of a row)."""
+
+
+class World:
+    """NSDs + store + Unbound for one ``suite/case`` directory."""
+
+    def __init__(self, case_key: str, workdir: Path, rows: list[Row]):
+        self.case_key = case_key
+        self.dir = PEER_DATA / case_key
+        self.workdir = workdir
+        self.rows = rows
+        self.policy = read_policy(self.dir)
+        self.versions = versions_of(self.dir) if (self.dir / "zone.v1.rpz").exists() else []
+        self.loaded_version: Optional[int] = None
+        self.loads: list[str] = []        # describe_run() of every zone load
+        self.ignored: list[str] = []      # policy settings with no dnsfw flag
+        self.nsds: list[h.Process] = []
+        self.unbound: Optional[h.Process] = None
+        self.port = 0
+        self.store = workdir / "store"
+        self.lock = WorldLock()
+        text = (self.dir / "upstream.zone").read_text()
+        extra = EXTRA_UPSTREAM.get(case_key, [])
+        self.upstream = UpstreamWorld(parse_upstream(text + "\n" + "\n".join(extra)))
+
+    # -- policy zones --------------------------------------------------------
+    def _policy_files(self, version: Optional[int]) -> list[tuple[PolicyZone, Path]]:
+        out = []
+        for pz in sorted(self.policy, key=lambda p: p.order):
+            src = self.dir / (f"zone.v{version}.rpz" if version is not None else pz.file)
+            out.append((pz, src))
+        return out
+
+    def _load(self, version: Optional[int]) -> None:
+        for pz, src in self._policy_files(version):
+            mapped = self.workdir / "policy" / (f"v{version}-" if version else "") / src.name
+            mapped.parent.mkdir(parents=True, exist_ok=True)
+            mapped.write_text(map_policy_text(src.read_text()))
+            flags, ignored = zone_flags(pz)
+            usable = []
+            i = 0
+            while i < len(flags):
+                f = flags[i]
+                if supported(f):
+                    usable += flags[i:i + 2]
+                else:
+                    ignored.append(f"{f} {flags[i + 1]} (not in `dnsfw zone load` yet)")
+                i += 2
+            if version is None or version == self.versions[0]:
+                self.ignored += [f"{pz.zone}: {x}" for x in ignored]
+            cp = h.zone_load(self.store, pz.zone, mapped, "--format", "rpz", "--order", pz.order,
+                             "--allow-empty", *usable)
+            self.loads.append(h.describe_run(cp))
+            if cp.returncode != 0:
+                raise WorldError(f"{self.case_key}: zone load failed\n{h.describe_run(cp)}")
+
+    def ensure_version(self, version: Optional[int]) -> None:
+        """Loads every zone version after the current one up to ``version``
+        (in sequence order) into the running resolver's store, and waits until
+        the module reports the new store generation (cache swept)."""
+        if version is None or version == self.loaded_version:
+            return
+        pending = [v for v in self.versions
+                   if (self.loaded_version is None or self.versions.index(v) > self.versions.index(self.loaded_version))
+                   and self.versions.index(v) <= self.versions.index(version)]
+        for v in pending:
+            before = self._sweeps()
+            self._load(v)
+            self.loaded_version = v
+            if self.unbound is not None:
+                try:
+                    h.wait_until(lambda: self._sweeps() > before, 10.0,
+                                 f"the module to report the store change to v{v} "
+                                 "(\"store generation N: ... policed now\")", on_timeout=self.describe)
+                except AssertionError as e:
+                    raise WorldError(str(e)) from e
+
+    def _sweeps(self) -> int:
+        if self.unbound is None:
+            return 0
+        return len(re.findall(r"store generation \d+: .*policed now", self.unbound.stderr()))
+
+    # -- processes -----------------------------------------------------------
+    def start(self) -> "World":
+        h.require(h.DNSFW_BIN, h.MODULE_SO, h.UNBOUND_BIN, h.NSD_BIN)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        clients = [r.client for r in self.rows]
+        texts = [src.read_text() for v in (self.versions or [None])
+                 for _, src in self._policy_files(v)]
+        check_mapping(self.case_key, self.upstream, texts, clients)
+        self.lock.acquire()
+        try:
+            self._start_nsds()
+            self._load(self.versions[0] if self.versions else None)
+            if self.versions:
+                self.loaded_version = self.versions[0]
+            self._start_unbound()
+        except BaseException as e:
+            self.stop()
+            if isinstance(e, Exception) and not isinstance(e, WorldError):
+                raise WorldError(str(e)) from e
+            raise
+        return self
+
+    def _start_nsds(self) -> None:
+        servers = self.upstream.servers()
+        busy = [a for a in servers if not port53_free(a)]
+        assert not busy, f"{self.case_key}: port 53 busy on {busy} (another server runs there)"
+        for addr, zones in sorted(servers.items()):
+            wd = self.workdir / f"nsd-{addr}"
+            conf = nsd_conf(wd, addr, zones)
+            self.nsds.append(h.Process(f"nsd-{addr}", [h.NSD_BIN, "-d", "-c", conf], wd))
+        for p, (addr, zones) in zip(self.nsds, sorted(servers.items())):
+            probe = zones[0].origin.to_text()
+
+            def ready(p=p, addr=addr, probe=probe):
+                if not p.alive():
+                    raise AssertionError(f"NSD on {addr} exited\n{p.describe()}\n"
+                                         + _read(p.workdir / "nsd.log"))
+                try:
+                    q = dns.message.make_query(probe, "SOA")
+                    r = dns.query.udp(q, addr, timeout=0.3, port=53)
+                except (dns.exception.DNSException, OSError):
+                    return False
+                return r.rcode() == dns.rcode.NOERROR and bool(r.answer)
+            h.wait_until(ready, 20.0, f"NSD on {addr}:53",
+                         on_timeout=lambda p=p: p.describe() + _read(p.workdir / "nsd.log"))
+
+    def _start_unbound(self) -> None:
+        wd = self.workdir / "unbound"
+        wd.mkdir(parents=True, exist_ok=True)
+        self.port = h.free_port()
+        conf = unbound_conf(wd, self.port)
+        zones = [pz.zone for pz in sorted(self.policy, key=lambda p: p.order)]
+        toml = write_module_toml(wd / "dnsfw.toml", self.store, zones, wd / "hits.jsonl")
+        self.unbound = h.Process("unbound", [h.UNBOUND_BIN, "-d", "-c", conf], wd,
+                                 env={"DNSFW_CONFIG": str(toml)})
+
+        def ready():
+            if not self.unbound.alive():
+                raise AssertionError("unbound exited during start-up\n" + self.unbound.describe())
+            try:
+                q = dns.message.make_query(".", "SOA")
+                dns.query.udp(q, DEFAULT_CLIENT, timeout=0.5, port=self.port)
+                return True
+            except (dns.exception.DNSException, OSError):
+                return False
+        h.wait_until(ready, 30.0, f"unbound on {DEFAULT_CLIENT}@{self.port}",
+                     on_timeout=self.unbound.describe)
+
+    def stop(self) -> None:
+        try:
+            if self.unbound:
+                self.unbound.stop()
+            for p in self.nsds:
+                p.stop()
+        finally:
+            self.lock.release()
+
+    def describe(self) -> str:
+        parts = [f"=== world {self.case_key} in {self.workdir}"]
+        if self.ignored:
+            parts.append("policy settings without a dnsfw flag (ignored): " + "; ".join(self.ignored))
+        parts.append("zone loads:\n" + "\n".join(self.loads[-4:]))
+        if self.unbound:
+            parts.append(self.unbound.describe(tail=40))
+        return "\n".join(parts)
+
+    # -- queries -------------------------------------------------------------
+    def client_addr(self, client: str) -> str:
+        return DEFAULT_CLIENT if client in ("-", "") else map_v4(client)
+
+    def ask(self, row: Row, timeout: float = 4.0) -> dns.message.Message:
+        """Sends the row's query (flags rd0/do/tcp, from the mapped client
+        address). Raises dns.exception.Timeout / EOFError / ConnectionError
+        when no answer comes."""
+        q = dns.message.make_query(row.qname, row.qtype, use_edns=0, payload=1232,
+                                   want_dnssec="do" in row.flags)
+        if "rd0" in row.flags:
+            q.flags &= ~dns.flags.RD
+        src = self.client_addr(row.client)
+        if row.transport == "tcp":
+            return dns.query.tcp(q, DEFAULT_CLIENT, timeout=timeout, port=self.port, source=src)
+        return dns.query.udp(q, DEFAULT_CLIENT, timeout=timeout, port=self.port, source=src,
+                             ignore_unexpected=True)
+
+
+def _read(p: Path) -> str:
+    try:
+        return p.read_text(errors="replace")
+    except OSError:
+        return ""

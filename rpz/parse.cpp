@@ -320,7 +320,7 @@ private:
         Rule cand;
         cand.ttl = ldns_rr_ttl(rr);
         if (type == kTypeCname) {
-            if (!cname_action(rr, rel, cand, line, owner_text)) return;
+            if (!cname_action(rr, rel, base, cand, line, owner_text)) return;
         } else if (type == kTypeDname) {
             // BIND's reading: a DNAME in a policy zone is NODATA at its owner
             // and rewrites nothing below it.
@@ -339,8 +339,12 @@ private:
     }
 
     /// Classifies a CNAME per the draft's special targets.
-    bool cname_action(ldns_rr* rr, std::span<const std::uint8_t> trigger_name, Rule& cand,
-                      std::size_t line, const std::string& owner_text) {
+    /// The obsolete passthru form is a CNAME to the trigger's own name: the
+    /// owner without the apex (`trigger_name`), or for IP and NSDNAME triggers
+    /// also without the rpz-* label (`base`, e.g. `32.1.2.0.192.` as BIND writes it).
+    bool cname_action(ldns_rr* rr, std::span<const std::uint8_t> trigger_name,
+                      std::span<const std::uint8_t> base, Rule& cand, std::size_t line,
+                      const std::string& owner_text) {
         auto target = rdf_bytes(ldns_rr_rdf(rr, 0));
         if (name_wire_length(target) != target.size() || target.empty()) {
             b_.error(line, "malformed CNAME target at " + owner_text);
@@ -352,7 +356,8 @@ private:
             cand.action = Action::Nodata;  // CNAME *.
         } else if (is_single_label(target, "rpz-passthru") ||
                    std::equal(target.begin(), target.end(), trigger_name.begin(),
-                              trigger_name.end())) {
+                              trigger_name.end()) ||
+                   std::equal(target.begin(), target.end(), base.begin(), base.end())) {
             cand.action = Action::Passthru;  // also the obsolete CNAME-to-self form
         } else if (is_single_label(target, "rpz-drop")) {
             cand.action = Action::Drop;

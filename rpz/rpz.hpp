@@ -417,7 +417,7 @@ struct ZonePolicy {
     std::optional<std::uint16_t> ede = 15;
     std::string ede_text;  ///< EDE extra text (may be empty)
     bool log = true;       ///< log this zone's hits
-    bool add_soa = true;   ///< add the policy zone's SOA to the authority section
+    bool add_soa = true;   ///< add the policy zone's SOA to the additional section of rewritten answers
     bool operator==(const ZonePolicy&) const = default;
 };
 

@@ -48,25 +48,15 @@ R_BREAK_DNSSEC = ("world: the mock tld2s. is not DNSSEC-signed (no signing, no v
 R_RECURSIVE_ONLY_NO = ("recursive-only no cannot take effect: Unbound answers RD=0 queries from "
                        "its cache without running any module (REFUSED + EDE 20 when nothing is "
                        "cached), and policy answers are not cached")
-R_IP_OBSOLETE_PASSTHRU = ("dnsfw bug: the obsolete passthru form of an IP trigger (a CNAME to the "
-                          "owner's own prefix name, '24.0.0.168.192.rpz-ip CNAME 24.0.0.168.192.') "
-                          "is applied as a walled-garden CNAME instead of passthru")
-R_APEX_WILDCARD = ("dnsfw skips '*' at the policy-zone apex ('wildcard at the zone apex would "
-                   "match every name ... skipped'); the peers (Unbound rpz_rootwc) apply it to "
-                   "every name. Decision needed (issue 3: whole RPZ format)")
 R_TAGS = ("out of scope: Unbound per-client zone tags (access-control-tag) have no dnsfw "
           "equivalent; the zone applies to every client")
 R_DEFPOL_LOCAL = ("out of scope: PowerDNS defpolOverrideLocalData=false (override everything "
                   "except local data) has no dnsfw setting; the zone is loaded as given")
 
 XFAIL: dict[str, str] = {
-    "unbound/root-wildcard/x./TXT/-": R_APEX_WILDCARD,
-    "unbound/root-wildcard/y.tld./TXT/-": R_APEX_WILDCARD,
-    "unbound/root-wildcard/d./TXT/-": R_APEX_WILDCARD,
     "unbound/tags/www.gotham.a./A/-/127.0.0.1": R_TAGS,
     "unbound/tags/www.gotham2.a./A/-/127.0.0.1": R_TAGS,
     "unbound/tags/www.gotham5.a./TXT/-/193.0.0.1": R_TAGS,
-    "bind9/nsip-rewrites/a0-1.tld2./A/-": R_IP_OBSOLETE_PASSTHRU,
     "bind9/policy-overrides/a3-5.tld2./A/rd0": R_RECURSIVE_ONLY_NO,
     "bind9/qname-rewrites/a0-1.tld2s./A/do": R_BREAK_DNSSEC,
     "powerdns/file-default-policy-keep-local-data/tc.example./A/-": R_DEFPOL_LOCAL,
@@ -76,7 +66,19 @@ XFAIL: dict[str, str] = {
 # Rows whose expectation this project decides differently from the file
 # (DIVERGENT or contested cases, or behaviour fixed by issue 3's design):
 # row id -> (why, [(rcode, answer), ...] any of which is accepted).
+R_APEX_WILDCARD = (
+    "DIVERGENT, decided: dnsfw never turns a policy-zone record into a rule for every name "
+    "(issue 2: '*' at the policy-zone apex is reported and skipped at load time), because one "
+    "stray line in a feed would otherwise black-hole the whole DNS. Unbound (rpz_rootwc) "
+    "applies it to every name; the draft does not require it. So the name is not rewritten")
+
 DECIDED: dict[str, tuple[str, list[tuple[str, str]]]] = {
+    "unbound/root-wildcard/x./TXT/-": (R_APEX_WILDCARD, [("NOERROR", 'x. TXT "witness"')]),
+    "unbound/root-wildcard/y.tld./TXT/-": (R_APEX_WILDCARD,
+                                          [("NOERROR", 'y.tld. TXT "witness"')]),
+    "unbound/root-wildcard/d./TXT/-": (
+        R_APEX_WILDCARD + "; zone 2's local data for d. applies instead",
+        [("NOERROR", 'd. TXT "local data 2nd zone"')]),
     "unbound/qname-actions/x.b.a./TXT/-": (
         "DIVERGENT: the RPZ draft (and BIND, PowerDNS) apply the nearest wildcard *.a even "
         "though b.a has a rule; Unbound's closest-encloser semantics do not",

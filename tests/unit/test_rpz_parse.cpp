@@ -461,6 +461,18 @@ TEST_CASE("RPZ file: Client-IP, Response-IP, NSDNAME and NSIP owners", "[rpz][pa
     CHECK(sorted(z));
 }
 
+TEST_CASE("RPZ file: the obsolete passthru form of an IP trigger names the bare prefix",
+          "[rpz][parse]") {
+    // bind9/nsip-rewrites a0-1.tld2: BIND writes the CNAME target without the
+    // rpz-ip label ("24.0.0.168.192."); that is passthru, not a walled garden.
+    Zone z = rpz_text("24.0.0.168.192.rpz-ip CNAME 24.0.0.168.192.\n"
+                      "32.1.0.168.192.rpz-ip CNAME 32.1.0.168.193.\n");
+    REQUIRE(z.rules.size() == 2);
+    CHECK(find_trigger(z, Trigger::ResponseIp, ipk("192.168.0.0/24"))->action == Action::Passthru);
+    CHECK(find_trigger(z, Trigger::ResponseIp, ipk("192.168.0.1/32"))->action ==
+          Action::LocalData);  // a different name: a real redirect
+}
+
 TEST_CASE("RPZ file: a DNAME is NODATA at its owner only", "[rpz][parse]") {
     // bind9/qname-rewrites a3-2 / sub.a3-2; precedence-rules.md §5.
     Zone z = rpz_text("a3-2.tld2 DNAME example.com.\n"

@@ -634,6 +634,11 @@ void resolved(ModuleState& state, module_qstate* qstate, int id, const QueryStat
     const bool signed_answer = msg != nullptr && msg->rep != nullptr &&
                                msg->rep->security == sec_status_secure;
 
+    // A DO=1 query's DNSSEC-secure answer that a zone without break-dnssec
+    // would have rewritten (held back for this client only): the message
+    // cache must not keep it, or a DO=0 client would get it unrewritten.
+    bool held_back = false;
+
     rpz::IpAddress answer_ips[kMaxAnswerIps];
     std::span<const std::uint8_t> ns_names[kMaxNsNames];
     rpz::IpAddress ns_ips[kMaxNsIps];
@@ -653,10 +658,17 @@ void resolved(ModuleState& state, module_qstate* qstate, int id, const QueryStat
             facts.ns_names = {ns_names, n_names};
             facts.ns_ips = {ns_ips, n_ips};
         }
-        const rpz::Decision d = rpz::evaluate(
-            *slot->snapshot, make_query(qstate, client, has_client, links[i].name), &facts);
+        const rpz::Query query = make_query(qstate, client, has_client, links[i].name);
+        const rpz::Decision d = rpz::evaluate(*slot->snapshot, query, &facts);
         if (has_client) log_disabled(state, qstate, client, d, *slot->snapshot);
-        if (!d.matched) continue;
+        if (!d.matched) {
+            if (!held_back && query.do_bit && signed_answer) {
+                rpz::Query without_do = query;
+                without_do.do_bit = false;
+                held_back = rpz::evaluate(*slot->snapshot, without_do, &facts).matched;
+            }
+            continue;
+        }
         if (d.action() != rpz::Action::Passthru) {
             // Policed: neither this answer nor the chain links' answers may
             // be served from the cache (the iterator stored them already).
@@ -682,7 +694,7 @@ void resolved(ModuleState& state, module_qstate* qstate, int id, const QueryStat
     // Nothing matched: the resolved answer goes out. With CLIENT-IP rules
     // active it must not be served from the cache to other clients (cache
     // hits never reach this module).
-    if (slot->client_ip_rules) uncache_chain(qstate, chain);
+    if (slot->client_ip_rules || held_back) uncache_chain(qstate, chain);
     qstate->ext_state[id] = module_finished;
 }
 

@@ -22,16 +22,13 @@ Client addresses: 127.0.0.1 (default), 127.0.0.66 (the CLIENT-IP rule's).
 """
 from __future__ import annotations
 
-import random
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 import dns.rcode
 
+import delegation
 import dnsfw_harness as h
 
 NOERROR = dns.rcode.NOERROR
@@ -41,31 +38,10 @@ NXDOMAIN = dns.rcode.NXDOMAIN
 # ---------------------------------------------------------------------------
 # The hierarchy
 
-def _bindable53(addr: str) -> bool:
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        s = socket.socket(socket.AF_INET, kind)
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((addr, 53))
-        except OSError:
-            return False
-        finally:
-            s.close()
-    return True
-
-
 SERVER_OCTETS = ["0.1", "1.1", "2.1", "3.1", "4.1", "5.1"]
 
 
-def pick_base() -> int:
-    for _ in range(50):
-        b = random.randint(60, 250)
-        if all(_bindable53(f"127.{b}.{o}") for o in SERVER_OCTETS):
-            return b
-    pytest.skip("no free 127.B.x.y:53 addresses for the delegation hierarchy")
-
-
-SOA = "@ 60 IN SOA ns. hostmaster. 1 3600 900 604800 60"
+SOA = delegation.SOA
 
 
 def zones(b: int) -> dict[str, str]:
@@ -144,82 +120,13 @@ SERVERS = {
 }
 
 
-class Hierarchy:
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
-        self.base = pick_base()
-        self.procs: list[h.Process] = []
-
-    def ip(self, o: str) -> str:
-        return f"127.{self.base}.{o}"
-
-    def start(self) -> "Hierarchy":
-        texts = zones(self.base)
-        for name, (addrs, origins) in SERVERS.items():
-            d = self.workdir / name
-            d.mkdir(parents=True, exist_ok=True)
-            lines = ["server:"]
-            lines += [f"  ip-address: {self.ip(a)}@53" for a in addrs]
-            lines += ['  username: ""', '  chroot: ""', f'  zonesdir: "{d}"',
-                      f'  pidfile: "{d}/nsd.pid"', f'  xfrdfile: "{d}/xfrd.state"',
-                      f'  zonelistfile: "{d}/zone.list"', f'  xfrdir: "{d}"',
-                      '  database: ""', f'  logfile: "{d}/nsd.log"', "  server-count: 1",
-                      "  verbosity: 1", "remote-control:", "  control-enable: no"]
-            for origin in origins:
-                f = d / (("root" if origin == "." else origin.rstrip(".")) + ".zone")
-                f.write_text(texts[origin])
-                lines += ["zone:", f'  name: "{origin}"', f'  zonefile: "{f}"']
-            (d / "nsd.conf").write_text("\n".join(lines) + "\n")
-            p = h.Process(f"nsd-{name}", [h.NSD_BIN, "-d", "-c", d / "nsd.conf"], d)
-            self.procs.append(p)
-            probe_addr, probe_zone = self.ip(addrs[0]), origins[0]
-
-            def ready(p=p, a=probe_addr, z=probe_zone):
-                if not p.alive():
-                    raise AssertionError("NSD exited\n" + p.describe())
-                try:
-                    r = h.query(53, z, "SOA", "udp", timeout=0.3, server=a)
-                except Exception:
-                    return False
-                return r.rcode == NOERROR and r.msg.answer
-            h.wait_until(ready, 20, f"NSD {name} on {probe_addr}:53", on_timeout=p.describe)
-        return self
-
-    def stop(self) -> None:
-        for p in self.procs:
-            p.stop()
+def Hierarchy(workdir: Path) -> delegation.Hierarchy:
+    """The hierarchy of this module's docstring (not started)."""
+    base = delegation.pick_base(SERVER_OCTETS)
+    return delegation.Hierarchy(workdir, base, zones(base), SERVERS)
 
 
-def write_stub_unbound_conf(workdir: Path, port: int, root_ip: str, threads: int = 1) -> Path:
-    workdir.mkdir(parents=True, exist_ok=True)
-    conf = workdir / "unbound.conf"
-    conf.write_text("\n".join([
-        "server:",
-        f"  interface: {h.LOOPBACK}",
-        f"  port: {port}",
-        "  do-ip6: no",
-        "  do-daemonize: no",
-        '  username: ""',
-        '  chroot: ""',
-        f'  directory: "{workdir}"',
-        f'  pidfile: "{workdir}/unbound.pid"',
-        "  use-syslog: no",
-        '  logfile: ""',
-        "  verbosity: 1",
-        f"  num-threads: {threads}",
-        "  do-not-query-localhost: no",
-        "  access-control: 127.0.0.0/8 allow",
-        "  minimal-responses: no",
-        '  module-config: "dynlib iterator"',
-        "dynlib:",
-        f'  dynlib-file: "{h.MODULE_SO}"',
-        "remote-control:",
-        "  control-enable: no",
-        "stub-zone:",
-        '  name: "."',
-        f"  stub-addr: {root_ip}@53",
-    ]) + "\n")
-    return conf
+write_stub_unbound_conf = delegation.write_stub_unbound_conf
 
 
 def rules_text(b: int) -> str:
@@ -257,45 +164,7 @@ twice.good.tld CNAME .
 """
 
 
-class Env:
-    def __init__(self, hier: Hierarchy, workdir: Path):
-        self.hier = hier
-        self.workdir = workdir
-        self.store = workdir / "store"
-        self.hits = h.HitLog(workdir / "hits.jsonl")
-        self.proc: h.Process | None = None
-        self.port = 0
-
-    def load(self, zone: str, text: str, *extra) -> subprocess.CompletedProcess:
-        f = self.workdir / f"{zone}.zone"
-        f.write_text(text)
-        cp = h.zone_load(self.store, zone, f, *extra)
-        assert cp.returncode == 0, h.describe_run(cp)
-        return cp
-
-    def start(self, zones: list[str]) -> "Env":
-        self.port = h.free_port()
-        toml = h.write_module_toml(self.workdir / "dnsfw.toml", self.store, zones,
-                                   self.workdir / "hits.jsonl")
-        conf = write_stub_unbound_conf(self.workdir / "unbound", self.port, self.hier.ip("0.1"))
-        self.proc = h.Process("unbound", [h.UNBOUND_BIN, "-d", "-c", conf], self.workdir,
-                              env={"DNSFW_CONFIG": str(toml)})
-
-        def ready():
-            if not self.proc.alive():
-                raise AssertionError("unbound exited\n" + self.proc.describe())
-            return h.answers(self.port, "www.good.tld.")
-        h.wait_until(ready, 30, "unbound with the module to resolve www.good.tld",
-                     on_timeout=self.proc.describe)
-        return self
-
-    def q(self, name: str, qtype: str = "A", transport: str = "udp",
-          source: str = h.LOOPBACK) -> h.Reply:
-        return h.query(self.port, name, qtype, transport, timeout=3.0, source=source)
-
-    def stop(self) -> None:
-        if self.proc:
-            self.proc.stop()
+Env = delegation.Env
 
 
 @pytest.fixture(scope="module")

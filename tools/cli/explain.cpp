@@ -9,6 +9,7 @@
 
 #include <ldns/ldns.h>
 
+#include <algorithm>
 #include <iomanip>
 #include <iostream>
 #include <memory>
@@ -63,11 +64,13 @@ public:
                 probe += " (NS " + rpz::name_to_text(s.subject) + ")";
             row << std::setw(44) << probe << std::setw(20) << outcome_text(s.outcome) << s.why;
             rows.push_back(row.str());
+            if (s.outcome == rpz::TraceStep::Outcome::Ignored) ++ignored;
         } catch (...) {
             // Out of memory while explaining: drop the row.
         }
     }
     std::vector<std::string> rows;
+    std::size_t ignored = 0;  ///< matches not applied (break-dnssec)
 
 private:
     int name_w() const {
@@ -85,6 +88,134 @@ std::string describe_match(const store::Snapshot& snap, const rpz::Match& m) {
            std::string(rpz::to_string(m.trigger)) + " rule " +
            rpz::rule_key_to_text(m.trigger, m.key.view()) + " (owner " +
            rpz::rule_owner_text(m.trigger, m.key.view()) + "." + zone + ")";
+}
+
+/// One zone of a rule source seen on its own, with some rules hidden: lets
+/// explain ask the evaluator itself what else would have matched at lower
+/// precedence (so the "why" agrees with the evaluator by construction).
+class ZoneView final : public rpz::RuleSource {
+public:
+    ZoneView(const rpz::RuleSource& src, std::size_t zone) : src_(src), zone_(zone) {}
+    /// Hides every rule of trigger `t`.
+    void hide_trigger(rpz::Trigger t) { hidden_triggers_.push_back(t); }
+    /// Hides the one rule (t, key).
+    void hide_rule(rpz::Trigger t, std::span<const std::uint8_t> key) {
+        hidden_rules_.emplace_back(t, std::vector<std::uint8_t>(key.begin(), key.end()));
+    }
+    std::size_t zone_count() const noexcept override { return 1; }
+    std::size_t max_wildcard_depth(std::size_t, rpz::Trigger t) const noexcept override {
+        return src_.max_wildcard_depth(zone_, t);
+    }
+    std::optional<rpz::RuleView> find(std::size_t, rpz::Trigger t,
+                                      std::span<const std::uint8_t> key) const noexcept override {
+        if (trigger_hidden(t)) return std::nullopt;
+        for (const auto& [ht, hk] : hidden_rules_)
+            if (ht == t && std::equal(hk.begin(), hk.end(), key.begin(), key.end()))
+                return std::nullopt;
+        return src_.find(zone_, t, key);
+    }
+    const rpz::ZonePolicy& policy(std::size_t) const noexcept override {
+        return src_.policy(zone_);
+    }
+    std::uint64_t trigger_rule_count(std::size_t, rpz::Trigger t) const noexcept override {
+        return trigger_hidden(t) ? 0 : src_.trigger_rule_count(zone_, t);
+    }
+    const std::bitset<129>& prefix_lengths(std::size_t, rpz::Trigger t) const noexcept override {
+        return src_.prefix_lengths(zone_, t);
+    }
+
+private:
+    bool trigger_hidden(rpz::Trigger t) const noexcept {
+        return std::find(hidden_triggers_.begin(), hidden_triggers_.end(), t) !=
+               hidden_triggers_.end();
+    }
+    const rpz::RuleSource& src_;
+    std::size_t zone_;
+    std::vector<rpz::Trigger> hidden_triggers_;
+    std::vector<std::pair<rpz::Trigger, std::vector<std::uint8_t>>> hidden_rules_;
+};
+
+/// Number of labels of a name key (a wildcard's "*" included).
+std::size_t key_labels(std::span<const std::uint8_t> key) {
+    std::size_t n = 0;
+    for (std::size_t pos = 0; pos < key.size(); pos += 1u + key[pos]) ++n;
+    return n;
+}
+
+/// A lower-precedence match and the precedence rule it lost by.
+struct Loser {
+    rpz::Decision d;
+    std::string why;
+};
+
+/// Every other rule that matched this query at lower precedence than the
+/// winner `w` (same stage and facts): later zones (rule 2), later triggers
+/// of the winner's zone (rule 4), and less specific rules of the winning
+/// trigger (rules 3, 5, 6, 7).
+std::vector<Loser> lower_precedence(const store::Snapshot& snap, const rpz::Query& q,
+                                    const rpz::ResponseFacts* facts, const rpz::Decision& w) {
+    std::vector<Loser> out;
+    constexpr std::size_t kMaxPerTrigger = 8;
+    // Less specific rules of the same trigger in the winner's zone.
+    {
+        ZoneView view(snap, w.zone);
+        for (rpz::Trigger t : rpz::kTriggerOrder)
+            if (t != w.trigger) view.hide_trigger(t);
+        view.hide_rule(w.trigger, w.key.view());
+        for (std::size_t i = 0; i < kMaxPerTrigger; ++i) {
+            rpz::Decision d = rpz::evaluate(view, q, facts, nullptr);
+            if (!d.matched) break;
+            d.zone = w.zone;
+            std::string why;
+            if (rpz::is_ip_trigger(w.trigger) && d.prefix && w.prefix) {
+                why = d.prefix->length < w.prefix->length
+                          ? "longest prefix (rule 6): " + rpz::to_string(*w.prefix) +
+                                " is longer than " + rpz::to_string(*d.prefix)
+                          : "smaller address (rule 7): equal prefix length, " +
+                                rpz::to_string(w.ip) + " < " + rpz::to_string(d.ip);
+            } else if (!w.wildcard && d.wildcard) {
+                why = "exact before wildcard (rule 3)";
+            } else if (w.trigger == rpz::Trigger::NsDname && w.wildcard == d.wildcard &&
+                       w.ns_index != d.ns_index && facts != nullptr) {
+                why = d.wildcard && key_labels(d.key.view()) < key_labels(w.key.view())
+                          ? "more labels before fewer (rule 3)"
+                          : "NS names (rule 5): " +
+                                rpz::name_to_text(facts->ns_names[w.ns_index]) +
+                                " is canonically smaller than " +
+                                rpz::name_to_text(facts->ns_names[d.ns_index]);
+            } else {
+                why = "more labels before fewer (rule 3): the wildcard of a longer ancestor wins";
+            }
+            if (w.trigger == rpz::Trigger::NsDname && facts != nullptr && d.ns_index < facts->ns_names.size())
+                why += " [NS " + rpz::name_to_text(facts->ns_names[d.ns_index]) + "]";
+            out.push_back({d, why});
+            view.hide_rule(d.trigger, d.key.view());
+        }
+    }
+    // Later triggers of the winner's zone.
+    {
+        ZoneView view(snap, w.zone);
+        for (rpz::Trigger t : rpz::kTriggerOrder) {
+            view.hide_trigger(t);
+            if (t == w.trigger) break;
+        }
+        rpz::Decision d = rpz::evaluate(view, q, facts, nullptr);
+        if (d.matched) {
+            d.zone = w.zone;
+            out.push_back({d, "trigger order (rule 4): " + std::string(rpz::to_string(w.trigger)) +
+                                  " comes before " + std::string(rpz::to_string(d.trigger))});
+        }
+    }
+    // Later zones.
+    for (std::size_t z = w.zone + 1; z < snap.zone_count(); ++z) {
+        ZoneView view(snap, z);
+        rpz::Decision d = rpz::evaluate(view, q, facts, nullptr);
+        if (!d.matched) continue;
+        d.zone = z;
+        out.push_back({d, "zone order (rule 2): zone " + std::to_string(w.zone + 1) + " " +
+                              snap.zone_info(w.zone).name + " comes first"});
+    }
+    return out;
 }
 
 }  // namespace
@@ -189,6 +320,12 @@ int explain(const Args& args) {
 
     if (!d.matched) {
         std::cout << "decision: no match";
+        if (printer.ignored != 0)
+            std::cout << " applied — " << printer.ignored
+                      << " matching rule(s) not applied: DO=1 and a DNSSEC-signed answer in "
+                         "zone(s) with break-dnssec no (HIT (not applied) above)";
+        else if (d.n_disabled != 0)
+            std::cout << " applied — only DISABLED zones matched (logged, not applied)";
         if (d.needs_response_stage)
             std::cout << " yet — the resolver resolves first and checks again with the answer "
                          "(a response-stage trigger of an earlier zone, or a DO=1 match waiting "
@@ -218,18 +355,35 @@ int explain(const Args& args) {
                   << (d.wildcard ? "no exact rule; the wildcard of the longest matching ancestor"
                                  : "an exact rule (beats every wildcard)")
                   << "\n";
-    if (d.trigger == rpz::Trigger::NsDname && ns_names.size() > 1)
-        std::cout << "  - NS names (rule 5): of the matching NS names the canonically smallest, "
-                  << rpz::name_to_text(ns_names.at(d.ns_index)) << "\n";
-    if (d.prefix)
+    const std::vector<Loser> losers = lower_precedence(*snap, q, response ? &facts : nullptr, d);
+    const auto lost_by = [&](const char* rule) {
+        return std::any_of(losers.begin(), losers.end(), [&](const Loser& l) {
+            return l.why.find(rule) != std::string::npos;
+        });
+    };
+    if (d.trigger == rpz::Trigger::NsDname && d.ns_index < ns_names.size())
+        std::cout << "  - NS names (rule 5): the rule of NS " << rpz::name_to_text(ns_names[d.ns_index])
+                  << (lost_by("rule 5") ? " wins: of the NS names with equally specific rules it is "
+                                          "the smallest in canonical order"
+                                        : " is the most specific of the NS names' rules")
+                  << "\n";
+    if (d.prefix) {
         std::cout << "  - longest prefix (rule 6): " << rpz::to_string(*d.prefix)
                   << " is the longest prefix with a rule covering " << rpz::to_string(d.ip)
-                  << (answer.size() + ns_ips.size() > 1
-                          ? "; on equal prefixes the smaller address wins (rule 7)"
-                          : "")
-                  << "\n";
+                  << (lost_by("rule 6") ? " (shorter prefixes also match, see below)" : "") << "\n";
+        if (lost_by("rule 7"))
+            std::cout << "  - smaller address (rule 7): other addresses have rules of the same "
+                         "prefix length; the smallest address, "
+                      << rpz::to_string(d.ip) << ", decides\n";
+    }
     if (d.action() == rpz::Action::Passthru)
         std::cout << "  - passthru: the query is answered normally and no later rule applies\n";
+    if (!losers.empty()) {
+        std::cout << "also matching, not applied (lower precedence):\n";
+        for (const Loser& l : losers)
+            std::cout << "  - " << describe_match(*snap, l.d) << ": "
+                      << rpz::to_string(l.d.action()) << " — lost by " << l.why << "\n";
+    }
     if (d.needs_response_stage)
         std::cout << "note: an earlier zone has Response-IP/NSDNAME/NSIP rules: the resolver "
                      "resolves first and checks again with the answer before applying this\n";

@@ -3,7 +3,7 @@
 One case directory (``<suite>/<case>/``) becomes one :class:`World`:
 
 * its ``upstream.zone`` is split at every delegation (NS + glue) into real zones:
-  a root zone served by an NSD on :data:`ROOT_ADDR` port 53, with delegations and
+  a root zone served by an NSD on the map's ``root`` address port 53, with delegations and
   glue to one NSD per name-server address (also port 53), so the resolver walks
   the delegation path itself and NSDNAME/NSIP triggers can see it. A flat
   ``upstream.zone`` (no delegation) is just a root zone;
@@ -15,28 +15,30 @@ One case directory (``<suite>/<case>/``) becomes one :class:`World`:
 
 Addresses. The peers' addresses are not on this machine, so every address the
 resolver must contact (name-server glue) and every client address is mapped
-into 127.0.0.0/8 by :func:`map_v4` (a.b.c.d -> 127.b.c.d; 127.254.a.d when b.c is
-0.0, to stay out of 127.0.0.0/24, where the default client 127.0.0.1 and other
-suites live). The ``rpz-client-ip`` and ``rpz-nsip`` owner names of the policy
-zones are rewritten the same way. ``rpz-ip`` owners and all answer data (A/AAAA
-records that are not name-server glue, local data, expected answers) denote
-response addresses and are left alone. :func:`check_mapping` proves, per case,
-that the mapping keeps every "address in prefix" relation of the case.
+into 127.0.0.0/8 by an :class:`AddressMap`, built per world at run time: each
+/24 block ``a.b.c`` the case uses (glue, clients, ``rpz-client-ip`` /
+``rpz-nsip`` prefixes) gets its own ``127.B.k`` (k = 1, 2, ... in address
+order) and keeps its last octet: a.b.c.d -> 127.B.k.d. The root server is
+127.B.0.1. B is picked at run time (as delegation.py does) so that port 53 is
+free on every server address, so worlds never collide with other servers or
+other runs. The ``rpz-client-ip`` and ``rpz-nsip`` owner names of the policy
+zones are rewritten with the same map. ``rpz-ip`` owners and all answer data
+(A/AAAA records that are not name-server glue, local data, expected answers)
+denote response addresses and are left alone. The mapping keeps "address in
+prefix" for prefixes of /24 and longer (the only lengths the cases use;
+shorter ones are rejected), and :func:`check_mapping` proves it per case.
+The default client 127.0.0.1 is outside every 127.B.0.0/16.
 
-Only loopback is used. Port 53 on the mapped addresses is shared by every run
-of this suite on the machine, so a world holds an exclusive lock
-(:data:`LOCK_PATH`) while its servers run. Every process is stopped by
-:meth:`World.stop` (also on failures), and dies with pytest (PR_SET_PDEATHSIG).
+Only loopback is used. Every process is stopped by :meth:`World.stop` (also on
+failures), and dies with pytest (PR_SET_PDEATHSIG).
 """
 from __future__ import annotations
 
 import csv
-import fcntl
 import ipaddress
-import os
+import random
 import re
 import socket
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -57,11 +59,10 @@ import dnsfw_harness as h
 PEER_DATA = h.ROOT / "tests" / "data" / "peer-cases"
 SUITES = ("unbound", "bind9", "powerdns")
 
-ROOT_ADDR = "127.53.0.1"                 # the root server of every world
-ROOT_NS = "ns.root-servers.invalid."     # its name (matches no rule of any case)
+ROOT_NS = "ns.root-servers.invalid."     # the root server's name (matches no rule of any case)
 DEFAULT_CLIENT = "127.0.0.1"             # client "-" in expect*.tsv
-LOCK_PATH = Path("/tmp/dnsfw-peer-world.lock")
 DEFAULT_TTL = 300
+BASES = range(60, 251)                   # B of 127.B.k.d (as delegation.py)
 
 # Upstream facts that a case states only in a comment of its upstream.zone.
 # They are added to the world (never to the data files), so the case can run.
@@ -99,24 +100,6 @@ EXTRA_UPSTREAM: dict[str, list[str]] = {
 # ---------------------------------------------------------------------------
 # Address mapping
 
-def map_v4(addr: str) -> str:
-    """The loopback stand-in of a peer IPv4 address (see the module doc)."""
-    a, b, c, d = (int(x) for x in addr.split("."))
-    if (b, c) == (0, 0):
-        return f"127.254.{a}.{d}"
-    return f"127.{b}.{c}.{d}"
-
-
-def map_prefix(net: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
-    """map_v4 applied to a prefix. Only lengths the mapping keeps are allowed:
-    at least /8 (/24 when b.c is 0.0, whose first three octets move)."""
-    a, b, c, _ = net.network_address.packed
-    need = 24 if (b, c) == (0, 0) else 8
-    if net.prefixlen < need:
-        raise ValueError(f"{net}: prefix too short for the loopback mapping (needs /{need})")
-    return ipaddress.IPv4Network(f"{map_v4(str(net.network_address))}/{net.prefixlen}")
-
-
 _IP_OWNER = re.compile(
     r"^(?P<len>\d{1,3})\.(?P<d>\d{1,3})\.(?P<c>\d{1,3})\.(?P<b>\d{1,3})\.(?P<a>\d{1,3})"
     r"\.(?P<kind>rpz-client-ip|rpz-nsip)(?P<rest>(\.\S*)?)$", re.IGNORECASE)
@@ -131,29 +114,96 @@ def parse_ip_owner(owner: str) -> Optional[tuple[str, ipaddress.IPv4Network]]:
     return m.group("kind").lower(), ipaddress.IPv4Network(f"{addr}/{m.group('len')}", strict=False)
 
 
-def map_ip_owner(owner: str) -> str:
-    """A policy-zone owner with its rpz-client-ip / rpz-nsip address mapped; any
-    other owner unchanged."""
-    m = _IP_OWNER.match(owner)
-    if not m:
-        return owner
-    addr = ".".join(m.group(x) for x in "abcd")
-    a, b, c, d = map_v4(addr).split(".")
-    return f"{m.group('len')}.{d}.{c}.{b}.{a}.{m.group('kind')}{m.group('rest')}"
+def _block(addr: str) -> tuple[int, int, int]:
+    a, b, c, _ = ipaddress.IPv4Address(addr).packed
+    return a, b, c
 
 
-def map_policy_text(text: str) -> str:
-    """A policy zone file with every rpz-client-ip / rpz-nsip owner (the first
-    token of a line) mapped. Line numbers are kept, so diagnostics still point
-    at the original file's lines."""
+class AddressMap:
+    """a.b.c.d -> 127.B.k.d, where k (1..255) numbers the case's /24 blocks
+    ``a.b.c`` in address order; the root server is 127.B.0.1 (see the
+    module doc). Addresses outside the blocks cannot be mapped (ValueError)."""
+
+    SHORTEST = 24  # shortest prefix whose membership the map keeps
+
+    def __init__(self, base: int, blocks):
+        self.base = base
+        self.blocks = {blk: k for k, blk in enumerate(sorted(set(blocks)), start=1)}
+        if len(self.blocks) > 255:
+            raise ValueError(f"{len(self.blocks)} /24 blocks: more than 127.B.1-255 can hold")
+
+    @staticmethod
+    def blocks_of(addrs, prefixes) -> set[tuple[int, int, int]]:
+        """The /24 blocks of ``addrs`` (text) and ``prefixes`` (IPv4Network)."""
+        return ({_block(a) for a in addrs}
+                | {_block(str(p.network_address)) for p in prefixes})
+
+    @property
+    def root(self) -> str:
+        return f"127.{self.base}.0.1"
+
+    def octets(self, addr: str) -> str:
+        """``k.d`` of the mapped address (127.B.k.d)."""
+        blk = _block(addr)
+        if blk not in self.blocks:
+            raise ValueError(f"{addr}: not in the mapped /24 blocks {sorted(self.blocks)}")
+        return f"{self.blocks[blk]}.{ipaddress.IPv4Address(addr).packed[3]}"
+
+    def v4(self, addr: str) -> str:
+        """The loopback stand-in of a peer IPv4 address."""
+        return f"127.{self.base}.{self.octets(addr)}"
+
+    def prefix(self, net: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        """The map applied to a prefix (at least /24, see SHORTEST)."""
+        if net.prefixlen < self.SHORTEST:
+            raise ValueError(f"{net}: prefix too short for the loopback mapping "
+                             f"(needs /{self.SHORTEST} or longer)")
+        return ipaddress.IPv4Network(f"{self.v4(str(net.network_address))}/{net.prefixlen}")
+
+    def ip_owner(self, owner: str) -> str:
+        """A policy-zone owner with its rpz-client-ip / rpz-nsip prefix
+        mapped; any other owner unchanged."""
+        m = _IP_OWNER.match(owner)
+        if not m:
+            return owner
+        got = parse_ip_owner(owner)
+        assert got is not None
+        addr = ".".join(m.group(x) for x in "abcd")
+        self.prefix(got[1])  # length check
+        a, b, c, d = self.v4(addr).split(".")
+        return f"{m.group('len')}.{d}.{c}.{b}.{a}.{m.group('kind')}{m.group('rest')}"
+
+    def policy_text(self, text: str) -> str:
+        """A policy zone file with every rpz-client-ip / rpz-nsip owner (the
+        first token of a line) mapped. Line numbers are kept, so diagnostics
+        still point at the original file's lines."""
+        out = []
+        for line in text.splitlines(keepends=True):
+            if line[:1].isspace() or not line.strip() or line.startswith(("$", ";")):
+                out.append(line)
+                continue
+            owner, sep, rest = _split_owner(line)
+            out.append(self.ip_owner(owner) + sep + rest)
+        return "".join(out)
+
+
+def ip_owner_prefixes(texts: list[str]) -> list[tuple[str, ipaddress.IPv4Network]]:
+    """Every (kind, prefix) of an rpz-client-ip / rpz-nsip owner in ``texts``."""
     out = []
-    for line in text.splitlines(keepends=True):
-        if line[:1].isspace() or not line.strip() or line.startswith(("$", ";")):
-            out.append(line)
-            continue
-        owner, sep, rest = _split_owner(line)
-        out.append(map_ip_owner(owner) + sep + rest)
-    return "".join(out)
+    for text in texts:
+        for line in text.splitlines():
+            tok = line.split(maxsplit=1)[0] if line.strip() and not line[:1].isspace() else ""
+            got = parse_ip_owner(tok)
+            if got:
+                out.append(got)
+    return out
+
+
+def case_address_map(base: int, records: list["Rec"], policy_texts: list[str],
+                     clients: list[str]) -> AddressMap:
+    """The AddressMap of one case: blocks of its glue, clients and IP owners."""
+    addrs = set(glue_addresses(records)) | {c for c in clients if c not in ("-", "")}
+    return AddressMap(base, AddressMap.blocks_of(addrs, [p for _, p in ip_owner_prefixes(policy_texts)]))
 
 
 def _split_owner(line: str) -> tuple[str, str, str]:
@@ -378,14 +428,28 @@ class UpstreamZone:
         return "\n".join(lines) + "\n"
 
 
-class UpstreamWorld:
-    """upstream.zone split into zones at its delegations, server addresses mapped."""
+def _ns_targets(records: list[Rec]) -> dict[dns.name.Name, list[dns.name.Name]]:
+    out: dict[dns.name.Name, list[dns.name.Name]] = {}
+    for r in records:
+        if r.rdtype == dns.rdatatype.NS and r.name != dns.name.root:
+            out.setdefault(r.name, []).append(r.rdata.target)
+    return out
 
-    def __init__(self, records: list[Rec]):
-        ns_targets: dict[dns.name.Name, list[dns.name.Name]] = {}
-        for r in records:
-            if r.rdtype == dns.rdatatype.NS and r.name != dns.name.root:
-                ns_targets.setdefault(r.name, []).append(r.rdata.target)
+
+def glue_addresses(records: list[Rec]) -> list[str]:
+    """The (unmapped) addresses of every name server named by an NS record."""
+    glue_names = {t for ts in _ns_targets(records).values() for t in ts}
+    return [r.rdata.address for r in records
+            if r.rdtype == dns.rdatatype.A and r.name in glue_names]
+
+
+class UpstreamWorld:
+    """upstream.zone split into zones at its delegations, server addresses
+    mapped by ``amap``."""
+
+    def __init__(self, records: list[Rec], amap: AddressMap):
+        self.amap = amap
+        ns_targets = _ns_targets(records)
         glue_names = {t for ts in ns_targets.values() for t in ts}
         # Map the glue addresses (server addresses); every other A/AAAA is answer data.
         self.records: list[Rec] = []
@@ -393,7 +457,7 @@ class UpstreamWorld:
         for r in records:
             if r.rdtype == dns.rdatatype.A and r.name in glue_names:
                 orig = r.rdata.address
-                mapped = map_v4(orig)
+                mapped = amap.v4(orig)
                 self.server_addrs[orig] = mapped
                 r = Rec(r.name, r.ttl, dns.rdata.from_text("IN", "A", mapped))
             self.records.append(r)
@@ -403,13 +467,13 @@ class UpstreamWorld:
                 addr_of.setdefault(r.name, []).append(r.rdata.address)
         self.cuts = sorted(ns_targets, key=lambda n: len(n.labels))
         self.zones: dict[dns.name.Name, UpstreamZone] = {
-            dns.name.root: UpstreamZone(dns.name.root, [ROOT_ADDR], [dns.name.from_text(ROOT_NS)])}
+            dns.name.root: UpstreamZone(dns.name.root, [amap.root], [dns.name.from_text(ROOT_NS)])}
         for cut in self.cuts:
             servers = sorted({a for t in ns_targets[cut] for a in addr_of.get(t, [])})
             self.zones[cut] = UpstreamZone(cut, servers, ns_targets[cut])
         root = self.zones[dns.name.root]
         root.records.append(Rec(dns.name.root, 86400, dns.rdata.from_text("IN", "NS", ROOT_NS)))
-        root.records.append(Rec(dns.name.from_text(ROOT_NS), 86400, dns.rdata.from_text("IN", "A", ROOT_ADDR)))
+        root.records.append(Rec(dns.name.from_text(ROOT_NS), 86400, dns.rdata.from_text("IN", "A", amap.root)))
         self.unserved: list[Rec] = []
         for r in self.records:
             z = self.zone_of(r.name, r.rdtype)
@@ -456,63 +520,29 @@ class UpstreamWorld:
 
 def check_mapping(case_key: str, world: UpstreamWorld, policy_texts: list[str],
                   clients: list[str]) -> None:
-    """Asserts that map_v4 keeps this case's address relations: distinct
-    addresses stay distinct, every (address, client-ip/NSIP prefix) membership
-    is unchanged, and no mapped prefix covers the default client or the root
-    server (which would make a rule fire for every query)."""
-    prefixes = []
-    for text in policy_texts:
-        for line in text.splitlines():
-            tok = line.split(maxsplit=1)[0] if line.strip() and not line[:1].isspace() else ""
-            got = parse_ip_owner(tok)
-            if got:
-                prefixes.append(got)
+    """Asserts that the world's AddressMap keeps this case's address
+    relations: distinct addresses stay distinct, every (address, client-ip /
+    NSIP prefix) membership is unchanged, and no mapped prefix covers the
+    default client or the root server (which would make a rule fire for every
+    query)."""
+    amap = world.amap
     addrs = set(world.server_addrs) | {c for c in clients if c not in ("-", "")}
-    mapped = {a: map_v4(a) for a in addrs}
+    mapped = {a: amap.v4(a) for a in addrs}
     assert len(set(mapped.values())) == len(mapped), f"{case_key}: mapping collides: {mapped}"
-    for kind, p in prefixes:
-        mp = map_prefix(p)
+    for kind, p in ip_owner_prefixes(policy_texts):
+        mp = amap.prefix(p)
         for a, m in mapped.items():
             assert (ipaddress.IPv4Address(a) in p) == (ipaddress.IPv4Address(m) in mp), \
                 f"{case_key}: mapping changes whether {a} is in {p}"
-        fixed = DEFAULT_CLIENT if kind == "rpz-client-ip" else ROOT_ADDR
+        fixed = DEFAULT_CLIENT if kind == "rpz-client-ip" else amap.root
         assert ipaddress.IPv4Address(fixed) not in mp, f"{case_key}: mapped {kind} rule {mp} covers {fixed}"
     for a, m in mapped.items():
         assert m != DEFAULT_CLIENT, f"{case_key}: {a} maps to the default client {m}"
-        assert a not in world.server_addrs or m != ROOT_ADDR, f"{case_key}: server {a} maps to the root {m}"
+        assert m != amap.root, f"{case_key}: {a} maps to the root server {m}"
 
 
 # ---------------------------------------------------------------------------
 # Processes
-
-class WorldLock:
-    """Exclusive lock on port 53 of the mapped loopback addresses (one world
-    at a time on this machine)."""
-
-    def __init__(self, timeout: float = 600.0):
-        self.timeout = timeout
-        self.fd: Optional[int] = None
-
-    def acquire(self) -> None:
-        self.fd = os.open(LOCK_PATH, os.O_CREAT | os.O_RDWR, 0o666)
-
-        def got():
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                return False
-        h.wait_until(got, self.timeout, f"the peer-world lock {LOCK_PATH} (another run holds it)",
-                     interval=0.2)
-
-    def release(self) -> None:
-        if self.fd is not None:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_UN)
-            finally:
-                os.close(self.fd)
-                self.fd = None
-
 
 def nsd_conf(workdir: Path, addr: str, zones: list[UpstreamZone]) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
@@ -545,7 +575,18 @@ def port53_free(addr: str) -> bool:
     return True
 
 
-def unbound_conf(workdir: Path, port: int, threads: int = 1) -> Path:
+def pick_base(octets: list[str]) -> Optional[int]:
+    """A B such that port 53 is free on 127.B.<o> for every o in ``octets``
+    ("k.d"), or None."""
+    candidates = list(BASES)
+    random.shuffle(candidates)
+    for b in candidates[:60]:
+        if all(port53_free(f"127.{b}.{o}") for o in octets):
+            return b
+    return None
+
+
+def unbound_conf(workdir: Path, port: int, root: str, threads: int = 1) -> Path:
     conf = workdir / "unbound.conf"
     conf.write_text("\n".join([
         "server:",
@@ -562,7 +603,9 @@ def unbound_conf(workdir: Path, port: int, threads: int = 1) -> Path:
         "  verbosity: 1",
         "  log-time-ascii: yes",
         f"  num-threads: {threads}",
-        "  access-control: 127.0.0.0/8 allow",
+        # allow_snoop: RD=0 rows are served (plain allow REFUSEs them), as
+        # a peer resolver serves RD=0 queries from its cache.
+        "  access-control: 127.0.0.0/8 allow_snoop",
         "  do-not-query-localhost: no",
         '  module-config: "dynlib iterator"',
         "  ede: yes",
@@ -573,7 +616,7 @@ def unbound_conf(workdir: Path, port: int, threads: int = 1) -> Path:
         "  control-enable: no",
         "stub-zone:",
         '  name: "."',
-        f"  stub-addr: {ROOT_ADDR}",
+        f"  stub-addr: {root}@53",
     ]) + "\n")
     return conf
 
@@ -614,10 +657,12 @@ class World:
         self.unbound: Optional[h.Process] = None
         self.port = 0
         self.store = workdir / "store"
-        self.lock = WorldLock()
         text = (self.dir / "upstream.zone").read_text()
         extra = EXTRA_UPSTREAM.get(case_key, [])
-        self.upstream = UpstreamWorld(parse_upstream(text + "\n" + "\n".join(extra)))
+        self.records = parse_upstream(text + "\n" + "\n".join(extra))
+        # Set by start(), once a free address block is picked:
+        self.amap: Optional[AddressMap] = None
+        self.upstream: Optional[UpstreamWorld] = None
 
     # -- policy zones --------------------------------------------------------
     def _policy_files(self, version: Optional[int]) -> list[tuple[PolicyZone, Path]]:
@@ -631,7 +676,7 @@ class World:
         for pz, src in self._policy_files(version):
             mapped = self.workdir / "policy" / (f"v{version}-" if version else "") / src.name
             mapped.parent.mkdir(parents=True, exist_ok=True)
-            mapped.write_text(map_policy_text(src.read_text()))
+            mapped.write_text(self.amap.policy_text(src.read_text()))
             flags, ignored = zone_flags(pz)
             usable = []
             i = 0
@@ -683,8 +728,15 @@ class World:
         clients = [r.client for r in self.rows]
         texts = [src.read_text() for v in (self.versions or [None])
                  for _, src in self._policy_files(v)]
+        blocks = case_address_map(0, self.records, texts, clients)
+        octets = ["0.1"] + [blocks.octets(a) for a in sorted(set(glue_addresses(self.records)))]
+        base = pick_base(octets)
+        if base is None:
+            raise WorldError(f"{self.case_key}: no 127.B.0.0/16 with port 53 free on "
+                             f"127.B.{{{', '.join(octets)}}}")
+        self.amap = case_address_map(base, self.records, texts, clients)
+        self.upstream = UpstreamWorld(self.records, self.amap)
         check_mapping(self.case_key, self.upstream, texts, clients)
-        self.lock.acquire()
         try:
             self._start_nsds()
             self._load(self.versions[0] if self.versions else None)
@@ -701,7 +753,7 @@ class World:
     def _start_nsds(self) -> None:
         servers = self.upstream.servers()
         busy = [a for a in servers if not port53_free(a)]
-        assert not busy, f"{self.case_key}: port 53 busy on {busy} (another server runs there)"
+        assert not busy, f"{self.case_key}: port 53 busy on {busy} (taken since pick_base)"
         for addr, zones in sorted(servers.items()):
             wd = self.workdir / f"nsd-{addr}"
             conf = nsd_conf(wd, addr, zones)
@@ -726,7 +778,7 @@ class World:
         wd = self.workdir / "unbound"
         wd.mkdir(parents=True, exist_ok=True)
         self.port = h.free_port()
-        conf = unbound_conf(wd, self.port)
+        conf = unbound_conf(wd, self.port, self.amap.root)
         zones = [pz.zone for pz in sorted(self.policy, key=lambda p: p.order)]
         toml = write_module_toml(wd / "dnsfw.toml", self.store, zones, wd / "hits.jsonl")
         self.unbound = h.Process("unbound", [h.UNBOUND_BIN, "-d", "-c", conf], wd,
@@ -745,13 +797,10 @@ class World:
                      on_timeout=self.unbound.describe)
 
     def stop(self) -> None:
-        try:
-            if self.unbound:
-                self.unbound.stop()
-            for p in self.nsds:
-                p.stop()
-        finally:
-            self.lock.release()
+        if self.unbound:
+            self.unbound.stop()
+        for p in self.nsds:
+            p.stop()
 
     def describe(self) -> str:
         parts = [f"=== world {self.case_key} in {self.workdir}"]
@@ -764,7 +813,7 @@ class World:
 
     # -- queries -------------------------------------------------------------
     def client_addr(self, client: str) -> str:
-        return DEFAULT_CLIENT if client in ("-", "") else map_v4(client)
+        return DEFAULT_CLIENT if client in ("-", "") else self.amap.v4(client)
 
     def ask(self, row: Row, timeout: float = 4.0) -> dns.message.Message:
         """Sends the row's query (flags rd0/do/tcp, from the mapped client

@@ -9,6 +9,8 @@ the hit-log line (which rule decided).
     mixw.tld.    NS x.ns.mixw.tld., a.ns.mixw.tld.    (127.B.3.3, 127.B.3.4)
     good.tld.    NS ns1.good.tld.                     (127.B.4.1)
     sec.tld.     NS ns1.sec.tld.  DNSSEC-signed       (127.B.7.1)
+    nsip.tld.    NS ns1.nsip.tld. (127.B.8.4, 127.B.8.2),
+                    ns2.nsip.tld. (127.B.8.3, 127.B.8.1)
 
 Answer data of the Response-IP tests is in 198.18.0.0/15 and 203.0.113.0/24
 (never contacted: only the resolver's view of the answer matters).
@@ -42,8 +44,8 @@ SOA = delegation.SOA
 SERVERS = {
     "root": (["0.1"], ["."]),
     "tlds": (["1.1"], ["tld."]),
-    "leaves": (["3.1", "3.2", "3.3", "3.4", "4.1", "7.1"],
-               ["multi.tld.", "mixw.tld.", "good.tld.", "sec.tld."]),
+    "leaves": (["3.1", "3.2", "3.3", "3.4", "4.1", "7.1", "8.1", "8.2", "8.3", "8.4"],
+               ["multi.tld.", "mixw.tld.", "good.tld.", "sec.tld.", "nsip.tld."]),
 }
 
 
@@ -73,6 +75,12 @@ good 60 IN NS ns1.good.tld.
 ns1.good 60 IN A {ip('4.1')}
 sec 60 IN NS ns1.sec.tld.
 ns1.sec 60 IN A {ip('7.1')}
+nsip 60 IN NS ns1.nsip.tld.
+nsip 60 IN NS ns2.nsip.tld.
+ns1.nsip 60 IN A {ip('8.4')}
+ns1.nsip 60 IN A {ip('8.2')}
+ns2.nsip 60 IN A {ip('8.3')}
+ns2.nsip 60 IN A {ip('8.1')}
 """,
         "multi.tld.": f"""$ORIGIN multi.tld.
 {SOA}
@@ -109,6 +117,18 @@ cross 300 IN A 203.0.113.1
 cross-only6 300 IN A 198.51.100.1
 plain 300 IN A {ip('202.2')}
 plainip 300 IN A 198.19.99.2
+""",
+        # Rule 7 for NSIP: four name-server addresses, each with a /32 rule,
+        # the larger one of each name written first.
+        "nsip.tld.": f"""$ORIGIN nsip.tld.
+{SOA}
+@ 60 IN NS ns1.nsip.tld.
+@ 60 IN NS ns2.nsip.tld.
+ns1 60 IN A {ip('8.4')}
+ns1 60 IN A {ip('8.2')}
+ns2 60 IN A {ip('8.3')}
+ns2 60 IN A {ip('8.1')}
+www 300 IN A 100.64.0.3
 """,
         "sec.tld.": f"""$ORIGIN sec.tld.
 {SOA}
@@ -148,6 +168,13 @@ x.ns.mixw.tld.rpz-nsdname A 192.0.2.53
 128.9.zz.75.db8.2001.rpz-ip AAAA 2001:db8::79
 128.5.zz.75.db8.2001.rpz-ip AAAA 2001:db8::75
 """
+
+
+def nsip_rules(b: int) -> str:
+    """Rule 7 for NSIP: a /32 rule for each of nsip.tld's four server
+    addresses (written largest first); 127.B.8.1 is the smallest."""
+    return "".join(f"32.{d}.8.{b}.127.rpz-nsip A 192.0.2.8{d}\n" for d in (4, 3, 2, 1))
+
 
 # IPv4 prefixes count as prefix+96: 198.0.0.0/8 (104) beats ::ffff:0:0/96,
 # which covers every IPv4 answer (hence its own resolver).
@@ -212,7 +239,7 @@ def world(tmp_path_factory):
 @pytest.fixture(scope="module")
 def prec(world, tmp_path_factory):
     e = delegation.Env(world, tmp_path_factory.mktemp("prec"))
-    e.load("prec.rpz", PREC_RPZ)
+    e.load("prec.rpz", PREC_RPZ + nsip_rules(world.base))
     e.start(["prec.rpz"])
     try:
         yield e
@@ -301,6 +328,19 @@ def test_rule7_smaller_address_on_equal_prefixes(prec):
     assert r.answer_set() == {"seven.good.tld. A 192.0.2.75"}, r
     hit = hit_of(prec, "seven.good.tld.", r)
     assert hit["trigger"] == "response-ip" and hit["rule"] == "198.18.75.5/32", hit
+
+
+def test_rule7_nsip_smaller_server_address(prec):
+    # nsip.tld. has two NS names with two addresses each; every address has
+    # a /32 NSIP rule. The smallest address (127.B.8.1, ns2's second) decides.
+    ip = prec.hier.ip
+    for attempt in range(2):
+        r = prec.q("www.nsip.tld.")
+        assert r.rcode == NOERROR, f"attempt {attempt}:\n{r}"
+        assert r.answer_set() == {"www.nsip.tld. A 192.0.2.81"}, f"attempt {attempt}:\n{r}"
+        hit = hit_of(prec, "www.nsip.tld.", r)
+        assert hit["trigger"] == "nsip" and hit["action"] == "local-data", hit
+        assert hit["rule"] == f"{ip('8.1')}/32", hit
 
 
 def test_rule6_ipv6(prec):

@@ -269,6 +269,19 @@ std::optional<IpPrefix> parse_rpz_ip_labels(std::span<const std::uint8_t> wire,
         set_error(error, "address has bits set beyond the prefix length");
         return std::nullopt;
     }
+    // An IPv6 prefix of 96 bits or fewer that contains ::ffff:0:0/96 covers
+    // every IPv4 address (IPv4 is matched as v4-mapped, prefix + 96): one
+    // stray line must not rewrite every IPv4 answer, as '*' at the apex must
+    // not rewrite every name.
+    if (p.length <= 96) {
+        IpPrefix all_v4{IpAddress{}, p.length};
+        std::copy(kV4MappedPrefix.begin(), kV4MappedPrefix.end(), all_v4.addr.bytes.begin());
+        if (masked(all_v4) == p) {
+            set_error(error, "prefix covers every IPv4 address (::ffff:0:0/96); write IPv4 "
+                             "prefixes in IPv4 form, 1..32");
+            return std::nullopt;
+        }
+    }
     // The one canonical spelling (IPv6: zz placement, no leading zeros,
     // lower case is irrelevant since owners are case-insensitive).
     const std::string canon = rpz_ip_labels(p);

@@ -170,7 +170,7 @@ TEST_CASE("RPZ IP owners: the reasons for rejecting", "[rpz][ip]") {
 TEST_CASE("RPZ IP owners: canonical labels round-trip", "[rpz][ip]") {
     for (const char* text :
          {"192.0.2.1/32", "192.0.2.0/24", "10.0.0.0/8", "128.0.0.0/1", "0.0.0.0/1", "::1/128",
-          "2001:db8::/32", "2001:db8:0:1::57/128", "::/1", "fe80::/10", "2001::1:0:0:1:1/128",
+          "2001:db8::/32", "2001:db8:0:1::57/128", "8000::/1", "fe80::/10", "2001::1:0:0:1:1/128",
           "1:2:3:4:5:6:7:8/128", "2001:db8:aa:bb:cc::1/128"}) {
         INFO(text);
         const IpPrefix p = pfx(text);
@@ -219,4 +219,21 @@ TEST_CASE("IP addresses, prefixes and keys", "[rpz][ip]") {
     CHECK(rule_owner_text(Trigger::NsIp, ip_key(pfx("10.20.30.42/32"))) ==
           "32.42.30.20.10.rpz-nsip");
     CHECK(rule_key_to_text(Trigger::ClientIp, ip_key(pfx("10.0.0.0/8"))) == "10.0.0.0/8");
+}
+
+TEST_CASE("an IPv6 owner covering every IPv4 address is refused", "[rpz][ip]") {
+    // ::ffff:0:0/96 (and any shorter prefix containing it) would rewrite
+    // every IPv4 answer: refused like '*' at the apex.
+    for (const char* owner : {"96.0.0.ffff.zz", "8.zz", "1.zz"}) {
+        INFO(owner);
+        auto name = dnsfw::rpz::name_from_text(owner);
+        REQUIRE(name);
+        std::string why;
+        CHECK_FALSE(dnsfw::rpz::parse_rpz_ip_labels(*name, &why));
+        CHECK(why.find("covers every IPv4 address") != std::string::npos);
+    }
+    // 2001:db8::/32 does not contain ::ffff:0:0/96
+    auto ok = dnsfw::rpz::name_from_text("32.zz.db8.2001");
+    REQUIRE(ok);
+    CHECK(dnsfw::rpz::parse_rpz_ip_labels(*ok, nullptr));
 }

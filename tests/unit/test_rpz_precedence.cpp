@@ -256,7 +256,8 @@ TEST_CASE("precedence 5: NSDNAME picks the canonically smallest NS name", "[rpz]
 TEST_CASE("precedence 6: the longest prefix wins (IPv4 /n counts as /n+96)", "[rpz][precedence]") {
     both({"24.0.2.0.192.rpz-ip CNAME .\n"
           "32.1.2.0.192.rpz-ip CNAME *.\n"
-          "96.0.0.ffff.zz.rpz-ip CNAME rpz-tcp-only.\n"
+          "1.0.0.0.128.rpz-ip CNAME rpz-tcp-only.\n"
+          "16.0.0.16.172.rpz-ip CNAME rpz-drop.\n"
           "8.0.0.0.10.rpz-ip CNAME rpz-drop.\n"
           "32.zz.db8.2001.rpz-ip CNAME .\n"
           "64.zz.1.0.db8.2001.rpz-ip CNAME *.\n"},
@@ -269,9 +270,10 @@ TEST_CASE("precedence 6: the longest prefix wins (IPv4 /n counts as /n+96)", "[r
              REQUIRE(d.prefix);
              CHECK(to_string(*d.prefix) == "192.0.2.1/32");
              CHECK(ans({"192.0.2.2"}).action() == Action::Nxdomain);
-             // 10/8 is /104 in IPv6 terms: longer than the ::ffff:0:0/96 rule.
+             // 10/8 is /104 in IPv6 terms, 128/1 is /97: the longer one wins.
              CHECK(ans({"10.1.2.3"}).action() == Action::Drop);
-             CHECK(ans({"172.16.0.1"}).action() == Action::TcpOnly);
+             CHECK(ans({"172.200.0.1"}).action() == Action::TcpOnly);
+             CHECK(ans({"172.16.0.1"}).action() == Action::Drop);  // /112 beats /97
              // Across the answer's addresses, whatever their order.
              CHECK(ans({"10.9.9.9", "192.0.2.1", "192.0.2.7"}).action() == Action::Nodata);
              CHECK(ans({"2001:db8::5", "2001:db8:0:1::5"}).action() == Action::Nodata);

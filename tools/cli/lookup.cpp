@@ -84,6 +84,7 @@ void print_local_data(std::span<const std::uint8_t> qname, std::uint16_t qtype,
         has_cname = has_cname || r.type == kTypeCname;
     });
     std::size_t printed = 0;
+    bool too_long = false;
     rule.for_each_record([&](const rpz::RuleView::RecordView& r) {
         bool wanted = qtype == 0 || qtype == kTypeAny || r.type == qtype ||
                       (has_cname && r.type == kTypeCname);
@@ -94,7 +95,9 @@ void print_local_data(std::span<const std::uint8_t> qname, std::uint16_t qtype,
             target.insert(target.end(), r.rdata.begin(), r.rdata.end());
             if (rpz::name_wire_length(target) == 0) {
                 std::cout << "  (CNAME *." << rpz::name_to_text(r.rdata)
-                          << ": the target would be longer than 255 octets)\n";
+                          << ": the target would be longer than 255 octets: the answer is "
+                             "YXDOMAIN)\n";
+                too_long = true;
                 return;
             }
             std::cout << "  " << record_to_text(qname, r.type, r.ttl, target) << "\n";
@@ -103,7 +106,9 @@ void print_local_data(std::span<const std::uint8_t> qname, std::uint16_t qtype,
         }
         ++printed;
     });
-    if (printed == 0 && qtype == 0) {
+    if (too_long) {
+        return;
+    } else if (printed == 0 && qtype == 0) {
         std::cout << "  (no records)\n";
     } else if (printed == 0) {
         std::cout << "  (no " << type_to_text(qtype) << " records: the answer is NODATA)\n";

@@ -8,7 +8,10 @@
 #include "module/operate.hpp"
 #include "module/state.hpp"
 
+#include <cstddef>
+#include <cstdint>
 #include <exception>
+#include <stdexcept>
 #include <memory>
 #include <string>
 
@@ -44,6 +47,18 @@ LogSink unbound_log_sink() {
     };
 }
 
+/// inplace_cb_query_response: see handle_query_response().
+int on_query_response(module_qstate* qstate, dns_msg* response, int id, void* /*arg*/) {
+    return handle_query_response(qstate, response, id);
+}
+
+/// inplace_cb_query: see handle_outgoing_query().
+int on_outgoing_query(query_info* /*qinfo*/, std::uint16_t /*flags*/, module_qstate* qstate,
+                      sockaddr_storage* /*addr*/, socklen_t /*addrlen*/, std::uint8_t* /*zone*/,
+                      std::size_t /*zonelen*/, regional* /*region*/, int id, void* /*arg*/) {
+    return handle_outgoing_query(qstate, id);
+}
+
 }  // namespace
 }  // namespace dnsfw::module
 
@@ -75,6 +90,21 @@ __attribute__((visibility("default"))) int init(module_env* env, int id) {
                    c.source + ", " + (state->protection() ? "protecting" : "UNPROTECTED") +
                    ", " + std::to_string(workers) + " worker(s), EDE " + ede + ", hit log " +
                    (state->hit_log() ? state->hit_log()->path() : std::string("off")));
+        // Keeps answers out of the message cache until moddone approved
+        // them (operate.hpp, handle_query_response): without these hooks a
+        // second worker thread could serve an answer this module is about
+        // to rewrite. Only dynlib's wrapped callbacks pass Unbound's
+        // function-pointer whitelist.
+        inplace_cb_query_response_func_type* on_response = &on_query_response;
+        inplace_cb_query_func_type* on_query = &on_outgoing_query;
+        if (!de->inplace_cb_register_wrapped(reinterpret_cast<void*>(on_response),
+                                             inplace_cb_query_response, nullptr, env, id) ||
+            !de->inplace_cb_register_wrapped(reinterpret_cast<void*>(on_query), inplace_cb_query,
+                                             nullptr, env, id)) {
+            de->inplace_cb_delete_wrapped(env, inplace_cb_query_response, id);
+            de->inplace_cb_delete_wrapped(env, inplace_cb_query, id);
+            throw std::runtime_error("cannot register Unbound's in-place callbacks");
+        }
         de->dyn_env = state.release();
         return 1;
     } catch (const ConfigError& e) {
@@ -93,6 +123,8 @@ __attribute__((visibility("default"))) void deinit(module_env* env, int id) {
     try {
         auto* de = env != nullptr ? static_cast<dynlibmod_env*>(env->modinfo[id]) : nullptr;
         if (de == nullptr || de->dyn_env == nullptr) return;
+        de->inplace_cb_delete_wrapped(env, inplace_cb_query_response, id);
+        de->inplace_cb_delete_wrapped(env, inplace_cb_query, id);
         std::unique_ptr<ModuleState> state(static_cast<ModuleState*>(de->dyn_env));
         de->dyn_env = nullptr;
         state->log_totals();

@@ -45,6 +45,12 @@ struct QueryState {
     /// Link 0 was evaluated at the query stage without a match and without
     /// a pending response-stage trigger: moddone starts at chain link 1.
     bool link0_done = false;
+    /// The modules below must not store the answer in the message cache
+    /// (qstate->no_cache_store, toggled per upstream reply by
+    /// on_query_response()); moddone stores it once it is approved.
+    bool guard = false;
+    /// qstate->no_cache_store before guard_cache() set it.
+    bool saved_no_cache_store = false;
 };
 
 /// Everything the answer builders need about the applied policy.
@@ -74,6 +80,18 @@ QueryState* pass_on(module_qstate* qstate, int id, const WorkerSlot* slot = null
     }
     qstate->ext_state[id] = module_wait_module;
     return qs;
+}
+
+/// Keeps the answer of a passed-on query out of the message cache until
+/// moddone has approved it: otherwise another worker thread could serve it
+/// from the cache, without any module, between the iterator's (or
+/// validator's) store and this module's removal. Referrals still reach the
+/// cache (on_query_response() lifts the flag for them).
+void guard_cache(module_qstate* qstate, QueryState* qs) noexcept {
+    if (qs == nullptr) return;
+    qs->guard = true;
+    qs->saved_no_cache_store = qstate->no_cache_store != 0;
+    qstate->no_cache_store = 1;
 }
 
 void finish(module_qstate* qstate, int id, dns_msg* msg) noexcept {
@@ -578,7 +596,7 @@ void police(ModuleState& state, module_qstate* qstate, int id) noexcept {
     // Internal queries (prefetch, sub-queries) have no client to answer:
     // never policed, but checked on moddone (their answers are cached).
     if (!has_client) {
-        pass_on(qstate, id, slot);
+        guard_cache(qstate, pass_on(qstate, id, slot));
         return;
     }
     const std::span<const std::uint8_t> qname{qstate->qinfo.qname, qstate->qinfo.qname_len};
@@ -588,12 +606,15 @@ void police(ModuleState& state, module_qstate* qstate, int id) noexcept {
         // A response-stage trigger of a zone of higher precedence (or a
         // DO=1 match waiting for the answer's DNSSEC status) may still win:
         // resolve first, decide on moddone.
-        pass_on(qstate, id, slot);
+        guard_cache(qstate, pass_on(qstate, id, slot));
         return;
     }
     log_disabled(state, qstate, client, d, *slot->snapshot);
     if (!d.matched) {
-        if (QueryState* qs = pass_on(qstate, id, slot); qs != nullptr) qs->link0_done = true;
+        if (QueryState* qs = pass_on(qstate, id, slot); qs != nullptr) {
+            qs->link0_done = true;
+            guard_cache(qstate, qs);
+        }
         return;
     }
     apply(state, qstate, id, client, slot, d, qname, {}, false);
@@ -608,13 +629,39 @@ void uncache_chain(module_qstate* qstate, std::span<const ChainLink> links) noex
     }
 }
 
+/// Stores the answer of a guarded query state (guard_cache()) as the
+/// iterator/validator would have: only RRsets (`rrsets_only`), or the
+/// message under the query's question (with its RRsets). Like them, only
+/// for recursive (RD) queries and only a NOERROR/NXDOMAIN answer.
+void store_guarded(module_qstate* qstate, const QueryState& qs, bool rrsets_only) noexcept {
+    if (!qs.guard || qs.saved_no_cache_store) return;
+    const dns_msg* msg = qstate->return_msg;
+    if (msg == nullptr || msg->rep == nullptr || qstate->return_rcode != LDNS_RCODE_NOERROR) return;
+    if (!rrsets_only && (qstate->query_flags & BIT_RD) == 0) return;
+    const int rcode = FLAGS_GET_RCODE(msg->rep->flags);
+    if (rcode != LDNS_RCODE_NOERROR && rcode != LDNS_RCODE_NXDOMAIN) return;
+    if (!dns_cache_store(qstate->env, &qstate->qinfo, msg->rep, rrsets_only ? 1 : 0,
+                         qstate->prefetch_leeway, 0, nullptr, qstate->query_flags,
+                         qstate->qstarttime)) {
+        log_err("dnsfw: out of memory storing an answer in the cache");
+    }
+}
+
 /// A passed-on query came back resolved: evaluate the response-stage
 /// triggers and the QNAME triggers of every CNAME target, in chain order
 /// (the first link with a match wins). Also redoes the query stage if the
 /// store changed meanwhile.
 void resolved(ModuleState& state, module_qstate* qstate, int id, const QueryState& qs) noexcept {
+    if (qs.guard) {
+        qstate->no_cache_store = qs.saved_no_cache_store ? 1 : 0;
+        // The RRsets go to the RRset cache as the modules below would have
+        // stored them (the delegation facts read them); the message waits
+        // for the verdict.
+        store_guarded(qstate, qs, true);
+    }
     WorkerSlot* slot = current_slot(state, qstate);
     const bool same_generation = slot != nullptr && slot->generation == qs.generation;
+    if (slot == nullptr) store_guarded(qstate, qs, false);
     if (slot == nullptr || (qs.keep && same_generation)) {
         // The iterator cached the answer of a PASSTHRU match: drop the
         // message (its RRsets stay cached) so that the next identical query
@@ -694,7 +741,11 @@ void resolved(ModuleState& state, module_qstate* qstate, int id, const QueryStat
     // Nothing matched: the resolved answer goes out. With CLIENT-IP rules
     // active it must not be served from the cache to other clients (cache
     // hits never reach this module).
-    if (slot->client_ip_rules || held_back) uncache_chain(qstate, chain);
+    if (slot->client_ip_rules || held_back) {
+        uncache_chain(qstate, chain);
+    } else {
+        store_guarded(qstate, qs, false);
+    }
     qstate->ext_state[id] = module_finished;
 }
 
@@ -753,6 +804,31 @@ void handle_inform_super(module_qstate* sub, int id, module_qstate* super) noexc
         if (msg->rep->rrsets[i] == nullptr) return;
     }
     qs->target = msg;
+}
+
+int handle_query_response(module_qstate* qstate, dns_msg* response, int id) noexcept {
+    if (qstate == nullptr || id < 0 || id >= MAX_MODULE) return 1;
+    const auto* qs = static_cast<const QueryState*>(qstate->minfo[id]);
+    if (qs == nullptr || qs->phase != QueryState::Phase::Passed || !qs->guard ||
+        qs->saved_no_cache_store) {
+        return 1;
+    }
+    // A referral stores only NS and glue RRsets (no message): let it in, so
+    // delegations stay cached. Anything else the iterator might store as a
+    // message (answer, NODATA, NXDOMAIN, CNAME, minimised sub-answers) waits
+    // for moddone.
+    qstate->no_cache_store = dnsfw_ub_response_is_referral(qstate, response) ? 0 : 1;
+    return 1;
+}
+
+int handle_outgoing_query(module_qstate* qstate, int id) noexcept {
+    if (qstate == nullptr || id < 0 || id >= MAX_MODULE) return 1;
+    const auto* qs = static_cast<const QueryState*>(qstate->minfo[id]);
+    if (qs != nullptr && qs->phase == QueryState::Phase::Passed && qs->guard &&
+        !qs->saved_no_cache_store) {
+        qstate->no_cache_store = 1;  // a referral's lift ends with the next query
+    }
+    return 1;
 }
 
 void handle_clear(module_qstate* qstate, int id) noexcept {

@@ -24,4 +24,18 @@ void handle_inform_super(module_qstate* sub, int id, module_qstate* super) noexc
 /// clear(): forget the per-query state (it lives in the query's region).
 void handle_clear(module_qstate* qstate, int id) noexcept;
 
+/// Unbound's inplace_cb_query_response hook (registered in init through
+/// dynlib's wrapper): called by the iterator for every upstream reply,
+/// before it classifies and caches it. For a query state this module
+/// passed on with its answer kept out of the cache (until moddone approves
+/// it), lifts qstate->no_cache_store for referrals only, so delegations are
+/// still cached. Always returns 1.
+int handle_query_response(module_qstate* qstate, dns_msg* response, int id) noexcept;
+
+/// Unbound's inplace_cb_query hook (every query sent upstream): ends the
+/// referral exception of handle_query_response() for guarded query states,
+/// so only the referral itself reached the cache. Always returns 1 (0
+/// would cancel the upstream query).
+int handle_outgoing_query(module_qstate* qstate, int id) noexcept;
+
 }  // namespace dnsfw::module

@@ -8,6 +8,12 @@
 #include "services/mesh.h"
 #include "daemon/worker.h"
 #include "util/net_help.h"
+#include "services/modstack.h"
+#include "services/cache/dns.h"
+#include "iterator/iterator.h"
+#include "iterator/iter_resptype.h"
+#include "util/data/msgreply.h"
+#include "sldns/pkthdr.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -115,4 +121,28 @@ int dnsfw_ub_listen_address(const struct module_env* env,
 		return 0; /* only interface names: no address to send to */
 	return parse_listen(cfg->do_ip4 ? "127.0.0.1" : "::1", cfg->port,
 		addr, addrlen);
+}
+
+int dnsfw_ub_response_is_referral(struct module_qstate* qstate,
+	struct dns_msg* response)
+{
+	int iter_id;
+	struct iter_qstate* iq;
+	enum response_type type;
+	if(!qstate || !response || !response->rep || !qstate->env ||
+		!qstate->env->mesh)
+		return 0;
+	iter_id = modstack_find(&qstate->env->mesh->mods, "iterator");
+	if(iter_id < 0 || iter_id >= MAX_MODULE)
+		return 0;
+	iq = (struct iter_qstate*)qstate->minfo[iter_id];
+	if(!iq || !iq->dp || iq->response != response)
+		return 0;
+	/* forwarding: the iterator turns referrals into answers */
+	if((iq->chase_flags & BIT_RD) && !iq->auth_zone_response)
+		return 0;
+	type = response_type_from_server(
+		(int)((iq->chase_flags & BIT_RD) || iq->chase_to_rd),
+		response, &iq->qinfo_out, iq->dp);
+	return type == RESPONSE_TYPE_REFERRAL;
 }

@@ -12,6 +12,7 @@ extern "C" {
 
 struct module_qstate;
 struct module_env;
+struct dns_msg;
 
 /** How the first client of a query state reached the resolver. */
 enum dnsfw_ub_transport {
@@ -58,6 +59,18 @@ int dnsfw_ub_num_threads(const struct module_env* env);
  */
 int dnsfw_ub_listen_address(const struct module_env* env,
 	struct sockaddr_storage* addr, socklen_t* addrlen);
+
+/**
+ * Whether the iterator will treat `response` (the upstream reply it is
+ * about to process, as passed to an inplace_cb_query_response callback) as
+ * a REFERRAL, i.e. store only its NS and glue RRsets and no message. Uses
+ * the iterator's own classification (response_type_from_server with the
+ * iterator's delegation point, query sent and RD chase flags, as
+ * iterator.c processQueryResponse does). Returns 0 when in doubt (no
+ * iterator state, forwarded query, anything but a referral).
+ */
+int dnsfw_ub_response_is_referral(struct module_qstate* qstate,
+	struct dns_msg* response);
 
 #ifdef __cplusplus
 }

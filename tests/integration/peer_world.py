@@ -13,6 +13,16 @@ One case directory (``<suite>/<case>/``) becomes one :class:`World`:
   ``stub-zone "."`` pointing at the root NSD (never a forwarder: that would
   hide the delegation path), ``do-not-query-localhost: no``.
 
+DNSSEC. A zone is signed when a row of the case expects a signed answer in it
+(``(+RRSIG)`` in the expected answer, e.g. bind9 tld2s., which upstream.zone
+calls "DNSSEC-signed copy ... signatures omitted here"): it gets a fresh
+ECDSA P-256 key and is signed by ldns-keygen / ldns-signzone (Debian
+ldnsutils) when the world starts, and that world's Unbound runs
+``module-config: "dynlib validator iterator"`` with the key as
+``trust-anchor-file`` (an island of trust: the root and every other zone
+stay unsigned, so their answers are insecure, as in the peer test). Cases
+with no such row run without the validator, unchanged.
+
 Addresses. The peers' addresses are not on this machine, so every address the
 resolver must contact (name-server glue) and every client address is mapped
 into 127.0.0.0/8 by an :class:`AddressMap`, built per world at run time: each
@@ -62,6 +72,7 @@ SUITES = ("unbound", "bind9", "powerdns")
 ROOT_NS = "ns.root-servers.invalid."     # the root server's name (matches no rule of any case)
 DEFAULT_CLIENT = "127.0.0.1"             # client "-" in expect*.tsv
 DEFAULT_TTL = 300
+LDNS_DIR = Path("/usr/bin")              # ldns-keygen, ldns-signzone (Debian ldnsutils)
 BASES = range(60, 251)                   # B of 127.B.k.d (as delegation.py)
 
 # Upstream facts that a case states only in a comment of its upstream.zone.
@@ -419,6 +430,8 @@ class UpstreamZone:
     servers: list[str]          # mapped addresses serving it
     ns_names: list[dns.name.Name]
     records: list[Rec] = field(default_factory=list)
+    signed_text: Optional[str] = None  # the zone as served, once signed (sign_zone)
+    anchor: Optional[Path] = None      # its DNSKEY file (a trust anchor), once signed
 
     def text(self) -> str:
         mname = ROOT_NS if self.origin == dns.name.root else self.ns_names[0].to_text()
@@ -554,7 +567,7 @@ def nsd_conf(workdir: Path, addr: str, zones: list[UpstreamZone]) -> Path:
              "remote-control:", "  control-enable: no"]
     for z in zones:
         fname = "root.zone" if z.origin == dns.name.root else z.origin.to_text().rstrip(".") + ".zone"
-        (workdir / fname).write_text(z.text())
+        (workdir / fname).write_text(z.signed_text if z.signed_text is not None else z.text())
         lines += ["zone:", f'  name: "{z.origin.to_text()}"', f'  zonefile: "{workdir / fname}"']
     conf = workdir / "nsd.conf"
     conf.write_text("\n".join(lines) + "\n")
@@ -586,7 +599,53 @@ def pick_base(octets: list[str]) -> Optional[int]:
     return None
 
 
-def unbound_conf(workdir: Path, port: int, root: str, threads: int = 1) -> Path:
+def sign_zone(workdir: Path, zone: UpstreamZone) -> None:
+    """Signs ``zone`` with a fresh ECDSA P-256 key (ldns-keygen, ldns-signzone)
+    in ``workdir``: sets its ``signed_text`` (what NSD serves) and ``anchor``
+    (the key's DNSKEY file, for Unbound's ``trust-anchor-file``)."""
+    for tool in ("ldns-keygen", "ldns-signzone"):
+        if not (LDNS_DIR / tool).is_file():
+            raise WorldError(f"{tool} not found in {LDNS_DIR} (Debian package ldnsutils)")
+    origin = zone.origin.to_text()
+    workdir.mkdir(parents=True, exist_ok=True)
+    cp = h.run([LDNS_DIR / "ldns-keygen", "-a", "ECDSAP256SHA256", "-k", origin], cwd=workdir)
+    if cp.returncode != 0:
+        raise WorldError(f"key for {origin}: {h.describe_run(cp)}")
+    key = cp.stdout.strip()
+    unsigned = workdir / "zone.unsigned"
+    unsigned.write_text(zone.text())
+    signed = workdir / "zone.signed"
+    cp = h.run([LDNS_DIR / "ldns-signzone", "-o", origin, "-f", signed, unsigned, workdir / key],
+               cwd=workdir)
+    if cp.returncode != 0:
+        raise WorldError(f"signing {origin}: {h.describe_run(cp)}")
+    zone.signed_text = signed.read_text()
+    zone.anchor = workdir / f"{key}.key"
+
+
+def signed_zone_names(rows: list[Row], upstream: UpstreamWorld) -> list[dns.name.Name]:
+    """The zones the case needs signed: those holding the qname of a row that
+    expects a signed answer ("(+RRSIG)"). Such a zone must be a delegated
+    zone of its own (not the root): the root stays unsigned."""
+    out: list[dns.name.Name] = []
+    for r in rows:
+        if "(+RRSIG)" not in r.answer:
+            continue
+        z = upstream.zone_of(dns.name.from_text(r.qname), dns.rdatatype.from_text(r.qtype))
+        if z.origin == dns.name.root:
+            raise WorldError(f"{r.id}: expects a signed answer from the root zone; only "
+                             "delegated zones are signed")
+        if z.origin not in out:
+            out.append(z.origin)
+    return out
+
+
+def unbound_conf(workdir: Path, port: int, root: str, threads: int = 1,
+                 anchors: Optional[list[Path]] = None) -> Path:
+    """``anchors``: DNSKEY files of the signed zones; with any, the validator
+    runs (before dnsfw sees the answer, so it knows whether it is secure)."""
+    anchors = anchors or []
+    modules = "dynlib validator iterator" if anchors else "dynlib iterator"
     conf = workdir / "unbound.conf"
     conf.write_text("\n".join([
         "server:",
@@ -607,9 +666,11 @@ def unbound_conf(workdir: Path, port: int, root: str, threads: int = 1) -> Path:
         # a peer resolver serves RD=0 queries from its cache.
         "  access-control: 127.0.0.0/8 allow_snoop",
         "  do-not-query-localhost: no",
-        '  module-config: "dynlib iterator"',
+        f'  module-config: "{modules}"',
         "  ede: yes",
         "  minimal-responses: no",
+        *[f'  trust-anchor-file: "{a}"' for a in anchors],
+        *(["  val-log-level: 2"] if anchors else []),
         "dynlib:",
         f'  dynlib-file: "{h.MODULE_SO}"',
         "remote-control:",
@@ -663,6 +724,7 @@ class World:
         # Set by start(), once a free address block is picked:
         self.amap: Optional[AddressMap] = None
         self.upstream: Optional[UpstreamWorld] = None
+        self.anchors: list[Path] = []     # trust anchors of the signed zones
 
     # -- policy zones --------------------------------------------------------
     def _policy_files(self, version: Optional[int]) -> list[tuple[PolicyZone, Path]]:
@@ -738,6 +800,10 @@ class World:
         self.upstream = UpstreamWorld(self.records, self.amap)
         check_mapping(self.case_key, self.upstream, texts, clients)
         try:
+            for origin in signed_zone_names(self.rows, self.upstream):
+                zone = self.upstream.zones[origin]
+                sign_zone(self.workdir / "keys" / origin.to_text().rstrip("."), zone)
+                self.anchors.append(zone.anchor)
             self._start_nsds()
             self._load(self.versions[0] if self.versions else None)
             if self.versions:
@@ -778,7 +844,7 @@ class World:
         wd = self.workdir / "unbound"
         wd.mkdir(parents=True, exist_ok=True)
         self.port = h.free_port()
-        conf = unbound_conf(wd, self.port, self.amap.root)
+        conf = unbound_conf(wd, self.port, self.amap.root, anchors=self.anchors)
         zones = [pz.zone for pz in sorted(self.policy, key=lambda p: p.order)]
         toml = write_module_toml(wd / "dnsfw.toml", self.store, zones, wd / "hits.jsonl")
         self.unbound = h.Process("unbound", [h.UNBOUND_BIN, "-d", "-c", conf], wd,

@@ -12,7 +12,10 @@ A row asserts: the rcode (DROP = no reply at all; TC = a UDP reply with
 NOERROR, TC=1 and an empty answer), the answer section as a set (owner, type,
 rdata; TTL ignored except where TTL_CHECKS names one), and no TC bit on
 ordinary replies. "(upstream answer)" rows are compared with the world's
-authoritative data for the name and type.
+authoritative data for the name and type. A "(+RRSIG)" row (a signed answer
+that must not be rewritten) also needs the RRSIG in the answer and AD=1: the
+world signs that zone and validates it (peer_world, DNSSEC), so the answer
+was kept because it is secure, not because no rule fired.
 
 Rows that fail because a feature is not there yet, or that this project
 decides differently from the file, are listed in XFAIL below, and ONLY there:
@@ -43,9 +46,6 @@ ROWS = pw.load_rows()
 # ---------------------------------------------------------------------------
 # Expected failures: row id -> reason. Keep grouped by the missing feature.
 
-R_BREAK_DNSSEC = ("world: the mock tld2s. is not DNSSEC-signed (no signing, no validator "
-                  "in this world), so the answer is not signed and the row's 'not rewritten "
-                  "because signed' cannot happen; needs a signed tld2s. + trust anchor")
 R_RECURSIVE_ONLY_NO = (
     "recursive-only no cannot take effect here: the world serves RD=0 (allow_snoop), but once "
     "any delegation above the name is cached (here: after the earlier rows) Unbound answers an "
@@ -62,7 +62,6 @@ XFAIL: dict[str, str] = {
     "unbound/tags/www.gotham2.a./A/-/127.0.0.1": R_TAGS,
     "unbound/tags/www.gotham5.a./TXT/-/193.0.0.1": R_TAGS,
     "bind9/policy-overrides/a3-5.tld2./A/rd0": R_RECURSIVE_ONLY_NO,
-    "bind9/qname-rewrites/a0-1.tld2s./A/do": R_BREAK_DNSSEC,
     "powerdns/file-default-policy-keep-local-data/tc.example./A/-": R_DEFPOL_LOCAL,
     "powerdns/file-default-policy-keep-local-data/drop.example./A/-": R_DEFPOL_LOCAL,
 }
@@ -284,6 +283,8 @@ def check_reply(row: pw.Row, world: pw.World, msg: dns.message.Message) -> str |
         return f"answer differs; expected {want_text}"
     if want_sig and not any(r.rdtype == dns.rdatatype.RRSIG for r in msg.answer):
         return "expected the RRSIG of the (unrewritten) signed answer"
+    if want_sig and not msg.flags & dns.flags.AD:
+        return "expected AD=1: the signed answer must have validated as secure"
     for (owner, rtype), (lo, hi) in TTL_CHECKS.get(row.id, {}).items():
         rrs = [r for r in msg.answer if r.name == dns.name.from_text(owner)
                and r.rdtype == dns.rdatatype.from_text(rtype)]

@@ -625,3 +625,29 @@ def write_module_toml(path: Path, store: Path, zones: list[str], hit_log: Path,
         f"fail-open = {'true' if fail_open else 'false'}\n"
         f"ede = {int(ede)}\n")
     return path
+
+
+LDNS_TOOLS = Path("/usr/bin")  # ldns-keygen, ldns-signzone (Debian package ldnsutils)
+
+
+def sign_zone_text(workdir: Path, origin: str, text: str) -> tuple[str, Path]:
+    """Signs zone ``text`` of ``origin`` with a fresh ECDSA P-256 key
+    (ldns-keygen, ldns-signzone) in ``workdir``. Returns the signed zone text
+    and the key's DNSKEY file (a trust-anchor-file for Unbound). Raises
+    RuntimeError naming the tool's output on failure."""
+    for tool in ("ldns-keygen", "ldns-signzone"):
+        if not (LDNS_TOOLS / tool).is_file():
+            raise RuntimeError(f"{tool} not found in {LDNS_TOOLS} (Debian package ldnsutils)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    cp = run([LDNS_TOOLS / "ldns-keygen", "-a", "ECDSAP256SHA256", "-k", origin], cwd=workdir)
+    if cp.returncode != 0:
+        raise RuntimeError(f"key for {origin}: {describe_run(cp)}")
+    key = cp.stdout.strip()
+    unsigned = workdir / "zone.unsigned"
+    unsigned.write_text(text)
+    signed = workdir / "zone.signed"
+    cp = run([LDNS_TOOLS / "ldns-signzone", "-o", origin, "-f", signed, unsigned, workdir / key],
+             cwd=workdir)
+    if cp.returncode != 0:
+        raise RuntimeError(f"signing {origin}: {describe_run(cp)}")
+    return signed.read_text(), workdir / f"{key}.key"

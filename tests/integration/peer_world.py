@@ -72,7 +72,6 @@ SUITES = ("unbound", "bind9", "powerdns")
 ROOT_NS = "ns.root-servers.invalid."     # the root server's name (matches no rule of any case)
 DEFAULT_CLIENT = "127.0.0.1"             # client "-" in expect*.tsv
 DEFAULT_TTL = 300
-LDNS_DIR = Path("/usr/bin")              # ldns-keygen, ldns-signzone (Debian ldnsutils)
 BASES = range(60, 251)                   # B of 127.B.k.d (as delegation.py)
 
 # Upstream facts that a case states only in a comment of its upstream.zone.
@@ -600,27 +599,14 @@ def pick_base(octets: list[str]) -> Optional[int]:
 
 
 def sign_zone(workdir: Path, zone: UpstreamZone) -> None:
-    """Signs ``zone`` with a fresh ECDSA P-256 key (ldns-keygen, ldns-signzone)
-    in ``workdir``: sets its ``signed_text`` (what NSD serves) and ``anchor``
+    """Signs ``zone`` with a fresh key (dnsfw_harness.sign_zone_text) in
+    ``workdir``: sets its ``signed_text`` (what NSD serves) and ``anchor``
     (the key's DNSKEY file, for Unbound's ``trust-anchor-file``)."""
-    for tool in ("ldns-keygen", "ldns-signzone"):
-        if not (LDNS_DIR / tool).is_file():
-            raise WorldError(f"{tool} not found in {LDNS_DIR} (Debian package ldnsutils)")
-    origin = zone.origin.to_text()
-    workdir.mkdir(parents=True, exist_ok=True)
-    cp = h.run([LDNS_DIR / "ldns-keygen", "-a", "ECDSAP256SHA256", "-k", origin], cwd=workdir)
-    if cp.returncode != 0:
-        raise WorldError(f"key for {origin}: {h.describe_run(cp)}")
-    key = cp.stdout.strip()
-    unsigned = workdir / "zone.unsigned"
-    unsigned.write_text(zone.text())
-    signed = workdir / "zone.signed"
-    cp = h.run([LDNS_DIR / "ldns-signzone", "-o", origin, "-f", signed, unsigned, workdir / key],
-               cwd=workdir)
-    if cp.returncode != 0:
-        raise WorldError(f"signing {origin}: {h.describe_run(cp)}")
-    zone.signed_text = signed.read_text()
-    zone.anchor = workdir / f"{key}.key"
+    try:
+        zone.signed_text, zone.anchor = h.sign_zone_text(workdir, zone.origin.to_text(),
+                                                         zone.text())
+    except RuntimeError as e:
+        raise WorldError(str(e)) from e
 
 
 def signed_zone_names(rows: list[Row], upstream: UpstreamWorld) -> list[dns.name.Name]:

@@ -203,31 +203,13 @@ www2.sec.tld CNAME .
 """
 
 
-def sign_zone(workdir: Path, origin: str, text: str) -> tuple[str, Path]:
-    """Signs ``text`` with a fresh ECDSA P-256 key (ldns-keygen,
-    ldns-signzone). Returns the signed zone text and the key's DNSKEY file
-    (a trust anchor for Unbound)."""
-    for tool in ("ldns-keygen", "ldns-signzone"):
-        h.require(Path("/usr/bin") / tool)
-    workdir.mkdir(parents=True, exist_ok=True)
-    cp = h.run(["ldns-keygen", "-a", "ECDSAP256SHA256", "-k", origin], cwd=workdir)
-    assert cp.returncode == 0, h.describe_run(cp)
-    base = cp.stdout.strip()
-    unsigned = workdir / "zone.unsigned"
-    unsigned.write_text(text)
-    cp = h.run(["ldns-signzone", "-o", origin, "-f", workdir / "zone.signed", unsigned,
-                workdir / base], cwd=workdir)
-    assert cp.returncode == 0, h.describe_run(cp)
-    return (workdir / "zone.signed").read_text(), workdir / f"{base}.key"
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     h.require(h.NSD_BIN, h.DNSFW_BIN, h.MODULE_SO, h.UNBOUND_BIN)
     work = tmp_path_factory.mktemp("prec-world")
     base = delegation.pick_base(delegation.server_octets(SERVERS))
     texts = zone_texts(base)
-    texts["sec.tld."], anchor = sign_zone(work / "keys", "sec.tld.", texts["sec.tld."])
+    texts["sec.tld."], anchor = h.sign_zone_text(work / "keys", "sec.tld.", texts["sec.tld."])
     hier = delegation.Hierarchy(work, base, texts, SERVERS)
     hier.anchor = anchor
     hier.start()

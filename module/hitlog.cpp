@@ -84,6 +84,15 @@ void append_hit_json(std::string& out, const HitRecord& r) {
         append_name(t, {r.qname.data(), std::min<std::size_t>(r.qname_len, r.qname.size())});
         append_json_escaped(b, t.view());
     }
+    b.append("\",\"match\":\"");
+    {
+        TextBuffer t(scratch, sizeof scratch);
+        if (r.match_len != 0)
+            append_name(t, {r.match.data(), std::min<std::size_t>(r.match_len, r.match.size())});
+        else
+            append_name(t, {r.qname.data(), std::min<std::size_t>(r.qname_len, r.qname.size())});
+        append_json_escaped(b, t.view());
+    }
     b.append("\",\"qtype\":\"");
     append_rr_type(b, r.qtype);
     b.append("\",\"zone\":\"");

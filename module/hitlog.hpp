@@ -49,10 +49,15 @@ struct HitRecord {
     /// the zone would have done), nothing was changed.
     bool disabled = false;
     std::uint16_t qname_len = 0;
+    std::uint16_t match_len = 0;
     std::uint16_t key_len = 0;
     std::uint16_t zone_len = 0;
     std::array<std::uint8_t, 16> address{};             ///< network order
     std::array<std::uint8_t, rpz::kMaxNameWire + 1> qname{};  ///< wire format
+    /// The name the rule was evaluated for (wire format): the query name,
+    /// or the CNAME chain link (a target) whose name, answer or delegation
+    /// matched. Logged as "match"; qname when match_len is 0.
+    std::array<std::uint8_t, rpz::kMaxNameWire + 1> match{};
     /// Rule owner key relative to the zone: a name key (QNAME, NSDNAME) or
     /// an IP key (CLIENT-IP, Response-IP, NSIP), printed as the prefix.
     std::array<std::uint8_t, rpz::kMaxNameKey + 2> key{};
@@ -101,7 +106,7 @@ using LogSink = std::function<void(LogLevel, const std::string&)>;
 /// The hit-log file and its writer thread. Not copyable or movable.
 class HitLog {
 public:
-    /// Default queue capacity (records; about 0.8 KB each).
+    /// Default queue capacity (records; about 1.1 KB each).
     static constexpr std::size_t kDefaultCapacity = 8192;
 
     /// Opens (creates, appends to) `path` and starts the writer thread.

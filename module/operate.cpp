@@ -130,9 +130,11 @@ rpz::Transport to_query_transport(dnsfw_ub_transport t) noexcept {
 }
 
 /// Queues one hit-log record (if the hit log is on and the zone logs).
+/// `matched` is the name the rule was evaluated for (the query name or a
+/// CNAME chain link).
 void push_hit(ModuleState& state, const module_qstate* qstate, const dnsfw_ub_client& client,
               const rpz::Match& m, rpz::Action action, bool disabled,
-              const store::Snapshot& snapshot) noexcept {
+              std::span<const std::uint8_t> matched, const store::Snapshot& snapshot) noexcept {
     HitLog* log = state.hit_log();
     if (log == nullptr || m.zone >= snapshot.zone_count() || !snapshot.policy(m.zone).log) return;
     HitRecord r;
@@ -160,6 +162,9 @@ void push_hit(ModuleState& state, const module_qstate* qstate, const dnsfw_ub_cl
     const std::size_t qlen = std::min(qstate->qinfo.qname_len, r.qname.size());
     std::memcpy(r.qname.data(), qstate->qinfo.qname, qlen);
     r.qname_len = static_cast<std::uint16_t>(qlen);
+    const std::size_t mlen = std::min(matched.size(), r.match.size());
+    std::memcpy(r.match.data(), matched.data(), mlen);
+    r.match_len = static_cast<std::uint16_t>(mlen);
     const auto key = m.key.view();
     const std::size_t klen = std::min(key.size(), r.key.size());
     std::memcpy(r.key.data(), key.data(), klen);
@@ -172,12 +177,14 @@ void push_hit(ModuleState& state, const module_qstate* qstate, const dnsfw_ub_cl
 }
 
 /// Logs the matches of DISABLED zones ("disabled:<what the zone would have done>").
+/// `matched`: the name evaluated (query name or chain link).
 void log_disabled(ModuleState& state, const module_qstate* qstate, const dnsfw_ub_client& client,
-                  const rpz::Decision& d, const store::Snapshot& snapshot) noexcept {
+                  const rpz::Decision& d, std::span<const std::uint8_t> matched,
+                  const store::Snapshot& snapshot) noexcept {
     for (std::size_t i = 0; i < d.n_disabled && i < d.disabled.size(); ++i) {
         const rpz::Match& m = d.disabled[i];
         const rpz::Action would = m.rule ? m.rule->action() : rpz::Action::Passthru;
-        push_hit(state, qstate, client, m, would, true, snapshot);
+        push_hit(state, qstate, client, m, would, true, matched, snapshot);
     }
 }
 
@@ -511,7 +518,7 @@ void apply(ModuleState& state, module_qstate* qstate, int id, const dnsfw_ub_cli
     };
     const rpz::Action action = decision.action();
     ++slot->applied[static_cast<std::size_t>(action) & 7];
-    push_hit(state, qstate, client, decision, action, false, *slot->snapshot);
+    push_hit(state, qstate, client, decision, action, false, owner, *slot->snapshot);
 
     Applied a;
     a.decision = &decision;
@@ -609,7 +616,7 @@ void police(ModuleState& state, module_qstate* qstate, int id) noexcept {
         guard_cache(qstate, pass_on(qstate, id, slot));
         return;
     }
-    log_disabled(state, qstate, client, d, *slot->snapshot);
+    log_disabled(state, qstate, client, d, qname, *slot->snapshot);
     if (!d.matched) {
         if (QueryState* qs = pass_on(qstate, id, slot); qs != nullptr) {
             qs->link0_done = true;
@@ -707,7 +714,7 @@ void resolved(ModuleState& state, module_qstate* qstate, int id, const QueryStat
         }
         const rpz::Query query = make_query(qstate, client, has_client, links[i].name);
         const rpz::Decision d = rpz::evaluate(*slot->snapshot, query, &facts);
-        if (has_client) log_disabled(state, qstate, client, d, *slot->snapshot);
+        if (has_client) log_disabled(state, qstate, client, d, links[i].name, *slot->snapshot);
         if (!d.matched) {
             if (!held_back && query.do_bit && signed_answer) {
                 rpz::Query without_do = query;

@@ -201,12 +201,23 @@ bool match_ip(const RuleSource& src, std::size_t z, Trigger t, std::span<const I
         return false;
     }
     const std::bitset<129>& lengths = src.prefix_lengths(z, t);
+    bool v4_short_skipped = false;
     for (std::size_t l = 129; l-- > 0;) {
         if (!lengths.test(l)) continue;
         const auto len = static_cast<std::uint8_t>(l);
         bool found = false;
         for (const IpAddress& ip : ips) {
             if (found && !(ip < out.ip)) continue;  // cannot beat the smaller address found
+            // An IPv4 address is matched as v4-mapped at IPv4 /n = /n+96; a
+            // prefix of 96 bits or fewer covering it would cover every IPv4
+            // address and is refused at load: nothing to probe.
+            if (l <= 96 && ip.is_v4()) {
+                if (!v4_short_skipped && tr.on())
+                    tr.skip(z, t, "IPv4 address: IPv6-only prefix lengths (96 bits or fewer) "
+                                  "not probed");
+                v4_short_skipped = true;
+                continue;
+            }
             IpKey key;
             make_ip_key(ip, len, key);
             auto r = src.find(z, t, key.view());

@@ -89,7 +89,8 @@ TEST_CASE("a hit record formats as the documented JSON line", "[module][hitlog]"
     append_hit_json(out, sample());
     CHECK(out ==
           "{\"time\":\"2026-12-03T16:10:48.123Z\",\"client\":\"127.0.0.1\",\"port\":53124,"
-          "\"transport\":\"udp\",\"qname\":\"bad.example.\",\"qtype\":\"A\",\"zone\":\"threat.rpz.\","
+          "\"transport\":\"udp\",\"qname\":\"bad.example.\",\"match\":\"bad.example.\","
+          "\"qtype\":\"A\",\"zone\":\"threat.rpz.\","
           "\"trigger\":\"qname\",\"rule\":\"*.bad.example\",\"action\":\"nxdomain\"}\n");
 
     HitRecord v6 = sample("x.bad.example");
@@ -116,6 +117,29 @@ TEST_CASE("a hit record formats as the documented JSON line", "[module][hitlog]"
     out.clear();
     append_hit_json(out, odd);
     CHECK(out.find("\"qname\":\"a\\\\\\\"b.example.\"") != std::string::npos);
+}
+
+TEST_CASE("the matched name (CNAME chain link) is logged as match", "[module][hitlog]") {
+    // Two links of one chain hit the same wildcard: only "match" tells the
+    // lines apart.
+    std::string lines[2];
+    const char* links[2] = {"c1.bad.example", "c2.bad.example"};
+    for (int i = 0; i < 2; ++i) {
+        HitRecord r = sample("chain.bad.example");
+        r.disabled = true;
+        const auto link = dnsfw::rpz::name_from_text(links[i]);
+        REQUIRE(link);
+        std::memcpy(r.match.data(), link->data(), link->size());
+        r.match_len = static_cast<std::uint16_t>(link->size());
+        append_hit_json(lines[i], r);
+    }
+    CHECK(lines[0].find("\"qname\":\"chain.bad.example.\",\"match\":\"c1.bad.example.\",") !=
+          std::string::npos);
+    CHECK(lines[1].find("\"qname\":\"chain.bad.example.\",\"match\":\"c2.bad.example.\",") !=
+          std::string::npos);
+    CHECK(lines[0].find("\"rule\":\"*.bad.example\",\"action\":\"disabled:nxdomain\"") !=
+          std::string::npos);
+    CHECK(lines[0] != lines[1]);
 }
 
 TEST_CASE("IP-trigger rules print as prefixes; DISABLED matches as disabled:<action>",

@@ -208,3 +208,91 @@ def test_exit_codes(store, tmp_path):
     assert cp.returncode == 2, h.describe_run(cp)
     cp = h.dnsfw("explain", "--store", tmp_path / "missing", "www.example")
     assert cp.returncode == 1 and "does not exist" in cp.stderr, h.describe_run(cp)
+
+
+# ---------------------------------------------------------------------------
+# Layout of the checks table, IPv4 probes, lookup's note, zone list columns.
+
+SIX = """$ORIGIN six.rpz.
+@ 60 SOA ns. h. 1 1 1 1 1
+128.1.zz.1.0.bad.db8.2001.rpz-ip 60 CNAME .
+48.zz.bad.db8.2001.rpz-ip 60 CNAME rpz-drop.
+32.1.2.0.192.rpz-ip 60 CNAME rpz-passthru.
+"""
+
+
+@pytest.fixture(scope="module")
+def six_store(tmp_path_factory):
+    h.require(h.DNSFW_BIN)
+    d = tmp_path_factory.mktemp("explain-six")
+    f = d / "six.rpz.zone"
+    f.write_text(SIX)
+    cp = h.zone_load(d / "store", "six.rpz", f)
+    assert cp.returncode == 0 and "0 lines skipped" in cp.stderr + cp.stdout, h.describe_run(cp)
+    return d / "store"
+
+
+def check_lines(out: str) -> list[str]:
+    section = out.split("checks:\n", 1)[1]
+    lines = []
+    for line in section.splitlines():
+        if not line.startswith("  "):
+            break
+        lines.append(line)
+    return lines
+
+
+def test_long_ipv6_probe_keeps_its_column(six_store):
+    long_probe = "2001:db8:bad:0:1::1/128 (for 2001:db8:bad:0:1::1)"
+    out, rows = explain(six_store, "q.other", "--answer-ip", "2001:db8:bad:0:1::1")
+    # checks() needs two spaces between the probe and the outcome
+    assert ("six.rpz.", "response-ip", long_probe, "HIT") in rows, out
+    # every column starts at the same offset in every row
+    lines = check_lines(out)
+    starts = {re.search(r"\s{2}(HIT|miss|skipped)\b", l).start() for l in lines}
+    assert len(starts) == 1, out
+    assert long_probe + "  HIT" in out, out
+
+
+def test_ipv4_not_probed_at_ipv6_only_lengths(six_store):
+    out, rows = explain(six_store, "q.other", "--answer-ip", "192.0.2.9")
+    probes = [p for _, t, p, o in rows if t == "response-ip" and o != "skipped"]
+    # /128 (the IPv4 /32) only: never "::/48 (for 192.0.2.9)"
+    assert probes == ["192.0.2.9/32 (for 192.0.2.9)"], out
+    assert "IPv4 address: IPv6-only prefix lengths (96 bits or fewer) not probed" in out, out
+    assert decision(out) == "decision: no match", out
+    # an IPv6 address still goes down to /48
+    out, rows = explain(six_store, "q.other", "--answer-ip", "2001:db8:bad::7")
+    assert [p for _, t, p, o in rows if t == "response-ip"] == [
+        "2001:db8:bad::7/128 (for 2001:db8:bad::7)", "2001:db8:bad::/48 (for 2001:db8:bad::7)"], out
+    assert decision(out).startswith("decision: drop — zone 1 six.rpz. response-ip rule "
+                                    "2001:db8:bad::/48"), out
+
+
+def test_lookup_notes_earlier_zone_with_response_stage_rules(store):
+    # second.rpz. decides at the query stage, but first.rpz. (earlier) has
+    # Response-IP and NSDNAME rules: the resolver resolves first.
+    cp = h.dnsfw("lookup", "--store", store, "only2.test", "www.example")
+    assert cp.returncode == 0, h.describe_run(cp)
+    lines = cp.stdout.splitlines()
+    assert lines[0].startswith("only2.test.: nxdomain (zone second.rpz., qname rule only2.test); "
+                               "note: earlier zone(s) first.rpz. have Response-IP/NSDNAME/NSIP "
+                               "rules: the resolver resolves first"), cp.stdout
+    # the first zone's own match: nothing earlier can win
+    assert lines[1] == "www.example.: nxdomain (zone first.rpz., qname rule *.example)", cp.stdout
+    # explain says the same
+    out, _ = explain(store, "only2.test")
+    assert "note: an earlier zone has Response-IP/NSDNAME/NSIP rules" in out, out
+
+
+def test_zone_list_columns_line_up_with_disabled_policy(store):
+    cp = h.dnsfw("zone", "list", "--store", store)
+    assert cp.returncode == 0, h.describe_run(cp)
+    header, *rows = cp.stdout.splitlines()
+    assert [r.split()[1] for r in rows] == ["first.rpz.", "second.rpz.", "off.rpz."], cp.stdout
+    assert any(" disabled " in r for r in rows), cp.stdout
+    for column, cell in (("POLICY", r"(given|disabled)"), ("SETTINGS", r"max-ttl=")):
+        at = header.index(column)
+        for r in rows:
+            m = re.search(r"\s" + cell, r)
+            assert m and m.start() + 1 == at, f"{column} misaligned:\n{cp.stdout}"

@@ -250,6 +250,7 @@ def test_cname_target_blocked_and_upstream_cname_kept(env):
         hit = wait_hit(env, "to-blocked.good.tld.", r)
         assert hit["trigger"] == "qname" and hit["action"] == "nxdomain", hit
         assert h.rule_matches(hit["rule"], "blocked.good.tld", "triggers.rpz"), hit
+        assert hit["match"] == "blocked.good.tld.", hit  # the chain link that matched
         assert any(o.code == 15 for o in r.ede()), r
 
 
@@ -296,10 +297,13 @@ def test_response_ip(env):
         hit = wait_hit(env, "badip.good.tld.", r)
         assert hit["trigger"] == "response-ip", hit
         assert hit["rule"] == f"127.{env.hier.base}.66.0/24", hit
+        assert hit["match"] == "badip.good.tld.", hit
     # at the end of a CNAME chain: the CNAME stays
     r = env.q("to-badip.good.tld.")
     assert r.rcode == NXDOMAIN, r
     assert answer(r) == {"to-badip.good.tld. CNAME badip.good.tld."}, r
+    hit = wait_hit(env, "to-badip.good.tld.", r)
+    assert hit["trigger"] == "response-ip" and hit["match"] == "badip.good.tld.", hit
     # one of two addresses is enough
     assert env.q("mixed.good.tld.").rcode == NXDOMAIN
     # AAAA query: no A records in the answer, no match

@@ -3,6 +3,7 @@
 
 #include "rpz/rpz.hpp"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -197,4 +198,86 @@ TEST_CASE("MemoryRuleSource: lookups by zone, trigger and key", "[rpz][evaluate]
     MemoryRuleSource empty({});
     CHECK(empty.zone_count() == 0);
     CHECK_FALSE(eval(empty, "a.example").matched);
+}
+
+namespace {
+
+/// Wraps a source to record every IP-trigger probe (address and prefix length).
+class IpProbeSource final : public RuleSource {
+public:
+    explicit IpProbeSource(const RuleSource& inner) : inner_(inner) {}
+    std::size_t zone_count() const noexcept override { return inner_.zone_count(); }
+    std::optional<RuleView> find(std::size_t z, Trigger t,
+                                 std::span<const std::uint8_t> key) const noexcept override {
+        if (is_ip_trigger(t)) {
+            if (auto p = prefix_from_ip_key(key)) probes.push_back(to_string(*p));
+        }
+        return inner_.find(z, t, key);
+    }
+    const ZonePolicy& policy(std::size_t z) const noexcept override { return inner_.policy(z); }
+    std::uint64_t trigger_rule_count(std::size_t z, Trigger t) const noexcept override {
+        return inner_.trigger_rule_count(z, t);
+    }
+    const std::bitset<129>& prefix_lengths(std::size_t z, Trigger t) const noexcept override {
+        return inner_.prefix_lengths(z, t);
+    }
+    mutable std::vector<std::string> probes;
+
+private:
+    const RuleSource& inner_;
+};
+
+struct SkipRecorder final : TraceSink {
+    void step(const TraceStep& s) noexcept override {
+        if (s.outcome == TraceStep::Outcome::Skipped) skips.emplace_back(s.why);
+    }
+    std::vector<std::string> skips;
+};
+
+}  // namespace
+
+TEST_CASE("evaluate: IPv4 addresses are not probed at IPv6-only prefix lengths",
+          "[rpz][evaluate]") {
+    // Lengths present: 128 (the IPv4 /32) and 48 (an IPv6 /48). An IPv4
+    // address at /48 would be the key ::/48 — meaningless (such a prefix
+    // covering IPv4 is refused at load).
+    MemoryRuleSource mem({zone("rpz", "32.1.2.0.192.rpz-ip CNAME rpz-drop.\n"
+                                      "48.zz.bad.db8.2001.rpz-ip CNAME .\n")});
+    IpProbeSource src(mem);
+    Name q = name("q.example");
+    Query query;
+    query.qname = q;
+    query.qtype = 1;
+
+    SECTION("IPv4 only: probed at /32 only, the short lengths skipped in the trace") {
+        const IpAddress v4[] = {*ip_from_text("192.0.2.9")};
+        ResponseFacts facts;
+        facts.answer_ips = v4;
+        SkipRecorder trace;
+        CHECK_FALSE(evaluate(src, query, &facts, &trace).matched);
+        CHECK(src.probes == std::vector<std::string>{"192.0.2.9/32"});
+        CHECK(std::count_if(trace.skips.begin(), trace.skips.end(), [](const std::string& w) {
+                  return w.find("IPv4 address") != std::string::npos;
+              }) == 1);
+    }
+    SECTION("IPv4 and IPv6: the IPv6 address still matches at /48") {
+        const IpAddress ips[] = {*ip_from_text("192.0.2.9"), *ip_from_text("2001:db8:bad::5")};
+        ResponseFacts facts;
+        facts.answer_ips = ips;
+        const Decision d = evaluate(src, query, &facts, nullptr);
+        REQUIRE(d.matched);
+        CHECK(d.trigger == Trigger::ResponseIp);
+        REQUIRE(d.prefix.has_value());
+        CHECK(to_string(*d.prefix) == "2001:db8:bad::/48");
+        CHECK(src.probes == std::vector<std::string>{"192.0.2.9/32", "2001:db8:bad::5/128",
+                                                     "2001:db8:bad::/48"});
+    }
+    SECTION("the IPv4 rule itself still matches") {
+        const IpAddress v4[] = {*ip_from_text("192.0.2.1")};
+        ResponseFacts facts;
+        facts.answer_ips = v4;
+        const Decision d = evaluate(src, query, &facts, nullptr);
+        REQUIRE(d.matched);
+        CHECK(d.action() == Action::Drop);
+    }
 }

@@ -10,7 +10,7 @@
 #include <ldns/ldns.h>
 
 #include <algorithm>
-#include <iomanip>
+#include <array>
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -47,38 +47,63 @@ const char* outcome_text(rpz::TraceStep::Outcome o) {
     return "?";
 }
 
-/// Collects the evaluator's steps as printable rows.
+/// Collects the evaluator's steps as table rows; render() lays them out
+/// with column widths computed from the rows, so a long probe (an IPv6
+/// prefix with its address) never runs into the next column.
 class Printer final : public rpz::TraceSink {
 public:
     explicit Printer(const store::Snapshot& snap) : snap_(snap) {}
     void step(const rpz::TraceStep& s) noexcept override {
         try {
-            std::ostringstream row;
-            row << "  " << std::left << std::setw(4) << (s.zone + 1) << std::setw(name_w())
-                << snap_.zone_info(s.zone).name << std::setw(13) << rpz::to_string(s.trigger);
+            Row row;
+            row.cells[0] = std::to_string(s.zone + 1);
+            row.cells[1] = snap_.zone_info(s.zone).name;
+            row.cells[2] = std::string(rpz::to_string(s.trigger));
             std::string probe = "-";
             if (!s.key.empty()) probe = rpz::rule_key_to_text(s.trigger, s.key);
             if (s.has_ip && s.outcome != rpz::TraceStep::Outcome::Skipped)
                 probe += " (for " + rpz::to_string(s.ip) + ")";
             if (!s.subject.empty() && s.trigger == rpz::Trigger::NsDname)
                 probe += " (NS " + rpz::name_to_text(s.subject) + ")";
-            row << std::setw(44) << probe << std::setw(20) << outcome_text(s.outcome) << s.why;
-            rows.push_back(row.str());
+            row.cells[3] = std::move(probe);
+            row.cells[4] = outcome_text(s.outcome);
+            row.cells[5] = s.why;
+            rows_.push_back(std::move(row));
             if (s.outcome == rpz::TraceStep::Outcome::Ignored) ++ignored;
         } catch (...) {
             // Out of memory while explaining: drop the row.
         }
     }
-    std::vector<std::string> rows;
+    /// The rows as lines: "  " then each column padded to its widest cell
+    /// plus two spaces (the last column unpadded).
+    std::vector<std::string> render() const {
+        std::array<std::size_t, kColumns> width{};
+        for (const Row& r : rows_)
+            for (std::size_t c = 0; c + 1 < kColumns; ++c)
+                width[c] = std::max(width[c], r.cells[c].size());
+        std::vector<std::string> out;
+        out.reserve(rows_.size());
+        for (const Row& r : rows_) {
+            std::string line = "  ";
+            for (std::size_t c = 0; c + 1 < kColumns; ++c) {
+                line += r.cells[c];
+                line.append(width[c] - r.cells[c].size() + 2, ' ');
+            }
+            line += r.cells[kColumns - 1];
+            while (!line.empty() && line.back() == ' ') line.pop_back();
+            out.push_back(std::move(line));
+        }
+        return out;
+    }
+    bool empty() const noexcept { return rows_.empty(); }
     std::size_t ignored = 0;  ///< matches not applied (break-dnssec)
 
 private:
-    int name_w() const {
-        std::size_t w = 8;
-        for (std::size_t i = 0; i < snap_.zone_count(); ++i)
-            w = std::max(w, snap_.zone_info(i).name.size() + 2);
-        return static_cast<int>(w);
-    }
+    static constexpr std::size_t kColumns = 6;  ///< zone#, zone, trigger, probe, outcome, why
+    struct Row {
+        std::array<std::string, kColumns> cells;
+    };
+    std::vector<Row> rows_;
     const store::Snapshot& snap_;
 };
 
@@ -311,8 +336,8 @@ int explain(const Args& args) {
                   << (z.policy.break_dnssec ? ", break-dnssec yes" : "") << ")\n";
     }
     std::cout << "checks:\n";
-    for (const auto& row : printer.rows) std::cout << row << "\n";
-    if (printer.rows.empty()) std::cout << "  (nothing to check)\n";
+    for (const auto& row : printer.render()) std::cout << row << "\n";
+    if (printer.empty()) std::cout << "  (nothing to check)\n";
 
     for (std::size_t i = 0; i < d.n_disabled; ++i)
         std::cout << "disabled zone match (logged, not applied): " << describe_match(*snap, d.disabled[i])

@@ -11,6 +11,7 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace dnsfw::cli {
 
@@ -115,6 +116,35 @@ void print_local_data(std::span<const std::uint8_t> qname, std::uint16_t qtype,
     }
 }
 
+/// The zones before `winner` whose response-stage rules (Response-IP,
+/// NSDNAME, NSIP) the resolver still checks after resolution (the reason
+/// for Decision::needs_response_stage): not DISABLED, not skipped for RD=0.
+std::vector<std::string> response_stage_zones(const store::Snapshot& snap, std::size_t winner,
+                                              const rpz::Query& q) {
+    std::vector<std::string> out;
+    for (std::size_t z = 0; z < winner && z < snap.zone_count(); ++z) {
+        const rpz::ZonePolicy& pol = snap.policy(z);
+        if ((!q.rd && pol.recursive_only) || pol.override == rpz::PolicyOverride::Disabled)
+            continue;
+        for (rpz::Trigger t : {rpz::Trigger::ResponseIp, rpz::Trigger::NsDname, rpz::Trigger::NsIp}) {
+            if (snap.trigger_rule_count(z, t) != 0) {
+                out.push_back(snap.zone_info(z).name);
+                break;
+            }
+        }
+    }
+    return out;
+}
+
+std::string join(const std::vector<std::string>& parts, const char* sep) {
+    std::string out;
+    for (const auto& p : parts) {
+        if (!out.empty()) out += sep;
+        out += p;
+    }
+    return out;
+}
+
 }  // namespace
 
 const CommandSpec& lookup_spec() {
@@ -137,6 +167,10 @@ const CommandSpec& lookup_spec() {
         "output:\n"
         "  bad.example.: nxdomain (zone threat.rpz., qname rule *.bad.example)\n"
         "  www.example.org.: no match (checked 2 zones)\n"
+        "  www.bad.example.: nxdomain (zone later.rpz., qname rule www.bad.example); note:\n"
+        "    earlier zone(s) ip.rpz. have Response-IP/NSDNAME/NSIP rules: the resolver\n"
+        "    resolves first and applies one of theirs instead if it matches the answer\n"
+        "  (one line per name; the note is wrapped here)\n"
         "\nexit: 0 whether or not a name matched, 1 store error, 2 bad command line\n"
         "(including a malformed name).\n",
     };
@@ -184,7 +218,16 @@ int lookup(const Args& args) {
         }
         std::cout << shown << ": " << rpz::to_string(d.action()) << " (zone "
                   << snap->zone_info(d.zone).name << ", " << rpz::to_string(d.trigger)
-                  << " rule " << rpz::rule_key_to_text(d.trigger, d.key.view()) << ")\n";
+                  << " rule " << rpz::rule_key_to_text(d.trigger, d.key.view()) << ")";
+        if (d.needs_response_stage) {
+            // An earlier zone may still win once the answer is known (the
+            // resolver resolves first and checks again): say which.
+            std::cout << "; note: earlier zone(s) "
+                      << join(response_stage_zones(*snap, d.zone, q), ", ")
+                      << " have Response-IP/NSDNAME/NSIP rules: the resolver resolves first and "
+                         "applies one of theirs instead if it matches the answer";
+        }
+        std::cout << "\n";
         if (d.action() == rpz::Action::LocalData && d.rule) {
             print_local_data(name, type_given ? qtype : 0, *d.rule);
         }

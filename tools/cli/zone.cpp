@@ -488,16 +488,25 @@ int zone_list(const Args& args) {
         std::cout << "no zones in store " << st.path() << "\n";
         return kExitOk;
     }
+    // NAME and POLICY widths come from the rows ("disabled", "cname
+    // walled.example.net" are wider than the header), so SETTINGS lines up.
     std::size_t name_w = 4;
-    for (const auto& z : zones) name_w = std::max(name_w, z.name.size());
+    std::size_t policy_w = 6;
+    for (const auto& z : zones) {
+        name_w = std::max(name_w, z.name.size());
+        policy_w = std::max(policy_w, policy_text(z.policy).size());
+    }
     std::cout << std::left << std::setw(6) << "ORDER" << std::setw(static_cast<int>(name_w) + 2)
               << "NAME" << std::right << std::setw(11) << "SERIAL" << std::setw(11) << "RULES"
-              << "  LOADED-AT (UTC)        POLICY  SETTINGS\n";
+              << "  " << std::left << std::setw(23) << "LOADED-AT (UTC)"
+              << std::setw(static_cast<int>(policy_w) + 2) << "POLICY"
+              << "SETTINGS\n";
     for (const auto& z : zones) {
         std::cout << std::left << std::setw(6) << z.order << std::setw(static_cast<int>(name_w) + 2)
                   << z.name << std::right << std::setw(11) << z.serial << std::setw(11)
-                  << z.rule_count << "  " << std::left << std::setw(22) << format_utc(z.loaded_at)
-                  << " " << policy_text(z.policy) << "  " << settings_text(z.policy) << "\n"
+                  << z.rule_count << "  " << std::left << std::setw(23) << format_utc(z.loaded_at)
+                  << std::setw(static_cast<int>(policy_w) + 2) << policy_text(z.policy)
+                  << settings_text(z.policy) << "\n"
                   << std::right;
     }
     return kExitOk;

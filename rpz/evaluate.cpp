@@ -336,7 +336,8 @@ Decision evaluate(const RuleSource& source, const Query& query, const ResponseFa
         static_cast<Match&>(d) = m;
         d.matched = true;
         d.policy = &pol;
-        d.effective = effective_action(pol.override, m.rule->action());
+        const Action written = m.rule->action();
+        d.effective = pol.overrides(written) ? effective_action(pol.override, written) : written;
         stop = z;
     }
     if (facts == nullptr) {

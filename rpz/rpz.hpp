@@ -418,7 +418,21 @@ struct ZonePolicy {
     std::string ede_text;  ///< EDE extra text (may be empty)
     bool log = true;       ///< log this zone's hits
     bool add_soa = true;   ///< add the policy zone's SOA to the additional section of rewritten answers
+    /// With false, rules written as local data keep their records: the
+    /// action override (nxdomain, nodata, passthru, drop, tcp-only, cname)
+    /// replaces only the other rules' actions (PowerDNS
+    /// defpolOverrideLocalData=false). Does not affect `disabled`: a
+    /// disabled zone changes nothing, local-data rules included.
+    bool override_local_data = true;
     bool operator==(const ZonePolicy&) const = default;
+
+    /// True if this zone's override replaces the action of a rule written
+    /// as `written`: false for Given and Disabled, and for LocalData rules
+    /// when !override_local_data.
+    bool overrides(Action written) const noexcept {
+        if (override == PolicyOverride::Given || override == PolicyOverride::Disabled) return false;
+        return override_local_data || written != Action::LocalData;
+    }
 };
 
 /// The EDE codes a zone may carry (15, 16, 17, 18, 4).
@@ -538,7 +552,9 @@ struct Decision : Match {
     std::size_t disabled_total = 0; ///< all DISABLED-zone matches, even beyond kMaxDisabled
 
     /// The effective action: the zone's override applied to the rule's
-    /// action (PolicyOverride::Cname -> LocalData). Passthru if !matched.
+    /// action (PolicyOverride::Cname -> LocalData; a local-data rule keeps
+    /// its action when the zone has override_local_data false). Passthru if
+    /// !matched.
     Action action() const noexcept { return matched ? effective : Action::Passthru; }
     /// The action written in the rule (before the override).
     Action rule_action() const noexcept { return rule ? rule->action() : Action::Passthru; }
@@ -546,7 +562,13 @@ struct Decision : Match {
     /// wildcard form per policy->override_cname_wildcard) rather than the
     /// rule's own records.
     bool cname_override() const noexcept {
-        return matched && policy != nullptr && policy->override == PolicyOverride::Cname;
+        return matched && policy != nullptr && policy->override == PolicyOverride::Cname &&
+               policy->overrides(rule_action());
+    }
+    /// True if the zone's override replaced the rule's written action
+    /// (even by the same action, e.g. a passthru rule in a passthru zone).
+    bool overridden() const noexcept {
+        return matched && policy != nullptr && policy->overrides(rule_action());
     }
     /// TTL for synthesised records of TTL `ttl`: capped by max_policy_ttl.
     std::uint32_t cap_ttl(std::uint32_t ttl) const noexcept {
@@ -601,7 +623,8 @@ public:
 /// PASSTHRU is a match and stops evaluation. Zone settings: a DISABLED zone's
 /// match is recorded in Decision::disabled and evaluation continues; other
 /// overrides replace the effective action of every rule of the zone
-/// (passthru included). RD=0 with recursive_only: the zone is skipped. DO=1
+/// (passthru included; local-data rules excepted when the zone has
+/// override_local_data false). RD=0 with recursive_only: the zone is skipped. DO=1
 /// without break_dnssec: a match counts only once the answer is known to be
 /// unsigned (at the Query stage it defers: needs_response_stage; at the
 /// Response stage with answer_signed the zone is skipped).

@@ -13,6 +13,9 @@ constexpr std::uint8_t kZoneRecordV1 = 1;
 constexpr std::uint16_t kTagCounts = 1;
 constexpr std::uint16_t kTagPrefixes = 2;
 constexpr std::uint16_t kTagPolicy = 3;
+/// Zone policy, optional second flags byte: bit 1 = override_local_data false.
+constexpr std::uint8_t kFlags2KeepLocalData = 1;
+constexpr std::uint8_t kFlags2Known = kFlags2KeepLocalData;
 constexpr std::array<rpz::Trigger, 3> kIpTriggers = {rpz::Trigger::ClientIp,
                                                      rpz::Trigger::ResponseIp, rpz::Trigger::NsIp};
 
@@ -85,6 +88,12 @@ std::vector<std::uint8_t> encode_policy(const rpz::ZonePolicy& p) {
     out.insert(out.end(), p.override_cname.begin(), p.override_cname.end());
     append_u16(out, static_cast<std::uint16_t>(p.ede_text.size()));
     out.insert(out.end(), p.ede_text.begin(), p.ede_text.end());
+    // Optional second flags byte, written only when a setting differs from
+    // its default, so records with default settings are byte-identical to
+    // the earlier layout (and readable by earlier readers). Absent = all 0.
+    std::uint8_t flags2 = 0;
+    if (!p.override_local_data) flags2 |= kFlags2KeepLocalData;
+    if (flags2 != 0) out.push_back(flags2);
     return out;
 }
 
@@ -113,8 +122,14 @@ std::optional<rpz::ZonePolicy> decode_policy(std::span<const std::uint8_t> b) {
     i += clen;
     const std::size_t tlen = get_u16(b.data() + i);
     i += 2;
-    if (i + tlen != b.size()) return std::nullopt;
+    if (i + tlen > b.size()) return std::nullopt;
     p.ede_text.assign(reinterpret_cast<const char*>(b.data() + i), tlen);
+    i += tlen;
+    if (i == b.size()) return p;  // no second flags byte: every later setting at its default
+    if (i + 1 != b.size()) return std::nullopt;
+    const std::uint8_t flags2 = b[i];
+    if ((flags2 & ~kFlags2Known) != 0) return std::nullopt;
+    p.override_local_data = (flags2 & kFlags2KeepLocalData) == 0;
     return p;
 }
 

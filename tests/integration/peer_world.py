@@ -348,12 +348,14 @@ def zone_flags(pz: PolicyZone) -> tuple[list[str], list[str]]:
     ignored: list[str] = []
     ov = pz.override.strip().lower()
     if ov and ov != "-":
+        # "passthru (except local data)": the override with PowerDNS
+        # defpolOverrideLocalData=false (mapped from the options below).
+        ov = re.sub(r"\s*\(except local data\)$", "", ov)
         if ov in _OVERRIDES:
             flags += ["--policy", _OVERRIDES[ov]]
             if ov == "cname":
                 flags += ["--policy-cname", pz.override_cname]
         else:
-            # "passthru (except local data)" = PowerDNS defpolOverrideLocalData=false
             ignored.append(f"override '{pz.override}'")
     for opt in re.split(r";\s*", pz.options.strip()):
         opt = opt.strip()
@@ -372,10 +374,19 @@ def zone_flags(pz: PolicyZone) -> tuple[list[str], list[str]]:
             flags += ["--log", val]
         elif key == "includesoa":
             flags += ["--add-soa", "yes" if val.lower() == "true" else "no"]
+        elif key == "defpoloverridelocaldata":
+            # PowerDNS: does the default policy (the override) also replace
+            # local-data rules? "true (default)" / "false".
+            flags += ["--override-local-data",
+                      "no" if val.split()[0].lower() == "false" else "yes"]
+        elif key == "defpol":
+            # PowerDNS's default policy = the override, already given by
+            # the override_action column.
+            continue
         else:
             # nsdname-enable / nsip-enable (always on in dnsfw), min-ns-dots,
             # qname-wait-recurse, servfail-ttl, tags, signal-nxdomain-ra,
-            # primary=, defpol...: resolver-specific, no dnsfw setting.
+            # primary=: resolver-specific, no dnsfw setting.
             ignored.append(opt)
     return flags, ignored
 

@@ -54,16 +54,12 @@ R_RECURSIVE_ONLY_NO = (
     "nothing is cached (tested in test_recursive_only.py). A referral is not the row's NODATA")
 R_TAGS = ("out of scope: Unbound per-client zone tags (access-control-tag) have no dnsfw "
           "equivalent; the zone applies to every client")
-R_DEFPOL_LOCAL = ("out of scope: PowerDNS defpolOverrideLocalData=false (override everything "
-                  "except local data) has no dnsfw setting; the zone is loaded as given")
 
 XFAIL: dict[str, str] = {
     "unbound/tags/www.gotham.a./A/-/127.0.0.1": R_TAGS,
     "unbound/tags/www.gotham2.a./A/-/127.0.0.1": R_TAGS,
     "unbound/tags/www.gotham5.a./TXT/-/193.0.0.1": R_TAGS,
     "bind9/policy-overrides/a3-5.tld2./A/rd0": R_RECURSIVE_ONLY_NO,
-    "powerdns/file-default-policy-keep-local-data/tc.example./A/-": R_DEFPOL_LOCAL,
-    "powerdns/file-default-policy-keep-local-data/drop.example./A/-": R_DEFPOL_LOCAL,
 }
 
 # Rows whose expectation this project decides differently from the file

@@ -391,6 +391,9 @@ SETTINGS_ZONES = [
     ("ttl.rpz", ["--max-policy-ttl", "30", "--ede", "16", "--ede-text", "custom text"],
      "ttl.good.tld 300 A 192.0.2.30\ndis.good.tld 300 A 192.0.2.31\n"),
     ("cnameov.rpz", ["--policy", "cname", "--policy-cname", "www.good.tld"], "cov.good.tld CNAME .\n"),
+    ("keepld.rpz", ["--policy", "cname", "--policy-cname", "www.good.tld",
+                    "--override-local-data", "no"],
+     "kl.good.tld A 192.0.2.40\nko.good.tld CNAME .\n"),
 ]
 
 
@@ -450,6 +453,20 @@ def test_max_policy_ttl_and_zone_ede(settings_env):
     assert all(rrset.ttl <= 30 for rrset in r.msg.answer), r
     ede = r.ede()
     assert len(ede) == 1 and ede[0].code == 16 and "custom text" in (ede[0].text or ""), r
+
+
+def test_override_local_data_no_keeps_local_data(settings_env):
+    ip = settings_env.hier.ip
+    # local data keeps its own records under the zone's CNAME override ...
+    r = settings_env.q("kl.good.tld.")
+    assert r.rcode == NOERROR and answer(r) == {"kl.good.tld. A 192.0.2.40"}, r
+    hit = wait_hit(settings_env, "kl.good.tld.", r)
+    assert hit["zone"] == "keepld.rpz." and hit["action"] == "local-data", hit
+    # ... while the zone's other rules (here NXDOMAIN) take the override
+    r = settings_env.q("ko.good.tld.")
+    assert r.rcode == NOERROR, r
+    assert answer(r) == {"ko.good.tld. CNAME www.good.tld.",
+                         f"www.good.tld. A {ip('202.1')}"}, r
 
 
 def test_cname_override(settings_env):

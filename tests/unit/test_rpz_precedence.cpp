@@ -364,6 +364,99 @@ TEST_CASE("setting: action overrides replace every rule's action", "[rpz][settin
     });
 }
 
+TEST_CASE("setting: override-local-data no keeps local-data rules", "[rpz][settings]") {
+    // Every kind of rule, several triggers: local data (A, and a CNAME
+    // redirect) keeps its records; every other rule takes the override.
+    const std::string zone = "p.example CNAME rpz-passthru.\n"
+                             "l.example A 192.0.2.1\n"
+                             "r.example CNAME walled.example.\n"
+                             "n.example CNAME .\n"
+                             "d.example CNAME rpz-drop.\n"
+                             "t.example CNAME rpz-tcp-only.\n"
+                             "32.1.2.0.192.rpz-client-ip A 192.0.2.9\n"
+                             "32.2.2.0.192.rpz-client-ip CNAME rpz-drop.\n";
+    const std::pair<PolicyOverride, Action> cases[] = {
+        {PolicyOverride::Nxdomain, Action::Nxdomain}, {PolicyOverride::Nodata, Action::Nodata},
+        {PolicyOverride::Passthru, Action::Passthru}, {PolicyOverride::Drop, Action::Drop},
+        {PolicyOverride::TcpOnly, Action::TcpOnly},   {PolicyOverride::Cname, Action::LocalData},
+    };
+    for (auto [o, want] : cases) {
+        INFO("override " << to_string(o));
+        ZonePolicy p;
+        p.override = o;
+        p.override_local_data = false;
+        if (o == PolicyOverride::Cname) p.override_cname = name("garden.example");
+        both({zone}, {p}, [&](const RuleSource& src) {
+            for (const char* q : {"l.example", "r.example"}) {
+                INFO(q);
+                Decision d = eval(src, {.qname = q});
+                REQUIRE(d.matched);
+                CHECK(d.action() == Action::LocalData);
+                CHECK(d.rule_action() == Action::LocalData);
+                CHECK_FALSE(d.cname_override());  // the rule's own records answer
+                CHECK_FALSE(d.overridden());
+            }
+            for (const char* q : {"p.example", "n.example", "d.example", "t.example"}) {
+                INFO(q);
+                Decision d = eval(src, {.qname = q});
+                REQUIRE(d.matched);
+                CHECK(d.action() == want);
+                CHECK(d.overridden());
+                CHECK(d.cname_override() == (o == PolicyOverride::Cname));
+            }
+            // Client-IP: the same rule per trigger.
+            Decision c = eval(src, {.qname = "x.example", .client = "192.0.2.1"});
+            REQUIRE(c.matched);
+            CHECK(c.trigger == Trigger::ClientIp);
+            CHECK(c.action() == Action::LocalData);
+            CHECK_FALSE(c.cname_override());
+            c = eval(src, {.qname = "x.example", .client = "192.0.2.2"});
+            REQUIRE(c.matched);
+            CHECK(c.action() == want);
+        });
+        // The default (yes) overrides local data too: this test can fail.
+        p.override_local_data = true;
+        both({zone}, {p}, [&](const RuleSource& src) {
+            Decision d = eval(src, {.qname = "l.example"});
+            REQUIRE(d.matched);
+            CHECK(d.action() == want);
+            CHECK(d.overridden());
+            CHECK(d.cname_override() == (o == PolicyOverride::Cname));
+        });
+    }
+    // Passthru with keep-local-data stops evaluation for non-local rules only:
+    // a later zone is not consulted for either (both are matches).
+    ZonePolicy pass;
+    pass.override = PolicyOverride::Passthru;
+    pass.override_local_data = false;
+    both({"l.example A 192.0.2.1\nn.example CNAME .\n", "*.example CNAME rpz-drop.\n"},
+         {pass, ZonePolicy{}}, [](const RuleSource& src) {
+             Decision l = eval(src, {.qname = "l.example"});
+             CHECK(l.zone == 0);
+             CHECK(l.action() == Action::LocalData);
+             Decision n = eval(src, {.qname = "n.example"});
+             CHECK(n.zone == 0);
+             CHECK(n.action() == Action::Passthru);
+         });
+    // Disabled and given are unaffected: a disabled zone changes nothing,
+    // local data included.
+    ZonePolicy off;
+    off.override = PolicyOverride::Disabled;
+    off.override_local_data = false;
+    both({"l.example A 192.0.2.1\n"}, {off}, [](const RuleSource& src) {
+        Decision d = eval(src, {.qname = "l.example"});
+        CHECK_FALSE(d.matched);
+        CHECK(d.n_disabled == 1);
+    });
+    ZonePolicy given;
+    given.override_local_data = false;
+    both({"n.example CNAME .\nl.example A 192.0.2.1\n"}, {given}, [](const RuleSource& src) {
+        CHECK(eval(src, {.qname = "n.example"}).action() == Action::Nxdomain);
+        CHECK(eval(src, {.qname = "l.example"}).action() == Action::LocalData);
+        CHECK_FALSE(eval(src, {.qname = "l.example"}).overridden());
+    });
+}
+
 TEST_CASE("setting: max-policy-ttl caps synthesised TTLs", "[rpz][settings]") {
     ZonePolicy p;
     p.max_policy_ttl = 100;

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "rpz/rpz.hpp"
+#include "store/codec.hpp"
 #include "store/store.hpp"
 
 #include <lmdb.h>
@@ -873,6 +874,7 @@ TEST_CASE("zone settings: set_zone_policy, reload keeps them, validation", "[sto
     p.ede_text = "filtered by p.rpz";
     p.log = false;
     p.add_soa = false;
+    p.override_local_data = false;
     auto info = s.set_zone_policy("P.RPZ.", p);
     CHECK(info.policy == p);
     CHECK(s.generation() == gen + 1);
@@ -904,6 +906,43 @@ TEST_CASE("zone settings: set_zone_policy, reload keeps them, validation", "[sto
     CHECK_THROWS_WITH(s.set_zone_policy("p.rpz", bad), Catch::Contains("EDE code 3 not allowed"));
     CHECK(s.generation() == gen2);
     CHECK(s.zone("p.rpz")->policy == q);
+}
+
+TEST_CASE("zone policy encoding: override_local_data is an optional trailing byte",
+          "[store][policy][format]") {
+    // Default settings encode exactly as before the setting existed: the
+    // record written by older binaries (no trailing byte) reads as yes.
+    rpz::ZonePolicy def;
+    const auto old_layout = store::codec::encode_policy(def);
+    REQUIRE(old_layout.size() == 1 + 1 + 4 + 2 + 1 + 2);  // override flags ttl ede clen tlen
+    auto back = store::codec::decode_policy(old_layout);
+    REQUIRE(back);
+    CHECK(back->override_local_data);
+    CHECK(*back == def);
+
+    rpz::ZonePolicy keep;
+    keep.override = rpz::PolicyOverride::Passthru;
+    keep.ede_text = "kept";
+    keep.override_local_data = false;
+    auto enc = store::codec::encode_policy(keep);
+    CHECK(enc.size() == old_layout.size() + 4 + 1);
+    CHECK(enc.back() == 1);
+    back = store::codec::decode_policy(enc);
+    REQUIRE(back);
+    CHECK_FALSE(back->override_local_data);
+    CHECK(*back == keep);
+
+    // Unknown bits of the trailing byte, or bytes after it: malformed.
+    auto bad = enc;
+    bad.back() = 0x02;
+    CHECK_FALSE(store::codec::decode_policy(bad));
+    bad = enc;
+    bad.push_back(0);
+    CHECK_FALSE(store::codec::decode_policy(bad));
+    // A truncated EDE text is still caught.
+    bad = store::codec::encode_policy(keep);
+    bad.resize(bad.size() - 3);
+    CHECK_FALSE(store::codec::decode_policy(bad));
 }
 
 TEST_CASE("a format-1 store is read, and upgraded by a writer", "[store][format]") {

@@ -333,7 +333,8 @@ int explain(const Args& args) {
         std::cout << "  " << (i + 1) << ". " << z.name << " (" << z.rule_count << " rules, policy "
                   << rpz::to_string(z.policy.override)
                   << (z.policy.recursive_only ? "" : ", recursive-only no")
-                  << (z.policy.break_dnssec ? ", break-dnssec yes" : "") << ")\n";
+                  << (z.policy.break_dnssec ? ", break-dnssec yes" : "")
+                  << (z.policy.override_local_data ? "" : ", override-local-data no") << ")\n";
     }
     std::cout << "checks:\n";
     for (const auto& row : printer.render()) std::cout << row << "\n";
@@ -362,6 +363,11 @@ int explain(const Args& args) {
     if (d.action() != d.rule_action())
         std::cout << " (rule says " << rpz::to_string(d.rule_action()) << "; zone policy "
                   << rpz::to_string(d.policy->override) << " overrides it)";
+    else if (!d.overridden() && d.policy->override != rpz::PolicyOverride::Given &&
+             d.policy->override != rpz::PolicyOverride::Disabled)
+        std::cout << " (the rule's own local data: zone policy "
+                  << rpz::to_string(d.policy->override)
+                  << " does not apply, override-local-data no)";
     if (d.cname_override())
         std::cout << " CNAME " << (d.policy->override_cname_wildcard ? "*." : "")
                   << rpz::name_to_text(d.policy->override_cname);

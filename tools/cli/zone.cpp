@@ -92,6 +92,9 @@ std::vector<OptionSpec> policy_options() {
         {"ede-text", "TEXT", "EDE extra text (default empty)"},
         {"log", "yes|no", "log this zone's hits (default yes)"},
         {"add-soa", "yes|no", "add the policy zone's SOA to rewritten answers (default yes)"},
+        {"override-local-data", "yes|no",
+         "the --policy override also replaces local-data rules (default yes); no: rules "
+         "with local data keep their records, the override applies to the others"},
     };
 }
 
@@ -173,6 +176,10 @@ bool apply_policy_options(const Args& args, rpz::ZonePolicy& p) {
         p.add_soa = parse_yes_no("add-soa", *v);
         any = true;
     }
+    if (auto v = args.value("override-local-data")) {
+        p.override_local_data = parse_yes_no("override-local-data", *v);
+        any = true;
+    }
     return any;
 }
 
@@ -184,7 +191,8 @@ std::string policy_text(const rpz::ZonePolicy& p) {
     return out;
 }
 
-/// "max-ttl=none rd-only=yes break-dnssec=no ede=15 log=yes add-soa=yes"
+/// "max-ttl=none recursive-only=yes break-dnssec=no ede=15 log=yes add-soa=yes
+/// override-local-data=yes"
 std::string settings_text(const rpz::ZonePolicy& p) {
     std::string out = "max-ttl=" + (p.max_policy_ttl ? std::to_string(*p.max_policy_ttl) : "none");
     out += std::string(" recursive-only=") + (p.recursive_only ? "yes" : "no");
@@ -193,6 +201,7 @@ std::string settings_text(const rpz::ZonePolicy& p) {
     if (!p.ede_text.empty()) out += " ede-text=\"" + p.ede_text + "\"";
     out += std::string(" log=") + (p.log ? "yes" : "no");
     out += std::string(" add-soa=") + (p.add_soa ? "yes" : "no");
+    out += std::string(" override-local-data=") + (p.override_local_data ? "yes" : "no");
     return out;
 }
 
@@ -202,7 +211,8 @@ nlohmann::json policy_json(const rpz::ZonePolicy& p) {
                         {"break_dnssec", p.break_dnssec},
                         {"ede_text", p.ede_text},
                         {"log", p.log},
-                        {"add_soa", p.add_soa}};
+                        {"add_soa", p.add_soa},
+                        {"override_local_data", p.override_local_data}};
     j["policy_cname"] = p.override == rpz::PolicyOverride::Cname
                             ? nlohmann::json((p.override_cname_wildcard ? "*." : "") +
                                              rpz::name_to_text(p.override_cname))
@@ -222,7 +232,7 @@ const CommandSpec& zone_load_spec() {
     static const CommandSpec spec = [] {
         CommandSpec c = zone_load_spec_base();
         for (auto& o : policy_options()) c.options.push_back(o);
-        c.summary += "\nZone settings (--policy ... --add-soa): a reload keeps the zone's current\n"
+        c.summary += "\nZone settings (--policy ... --override-local-data): a reload keeps the zone's current\n"
                      "settings except those given; a new zone starts from the defaults.";
         return c;
     }();
@@ -425,7 +435,7 @@ int zone_set(const Args& args) {
     if (!apply_policy_options(args, check))
         throw UsageError("nothing to set: give at least one of --policy, --policy-cname, "
                          "--max-policy-ttl, --recursive-only, --break-dnssec, --ede, --ede-text, "
-                         "--log, --add-soa");
+                         "--log, --add-soa, --override-local-data");
     auto st = open_existing_store(*args.value("store"), true);
     store::ZoneInfo info;
     try {

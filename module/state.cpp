@@ -55,7 +55,10 @@ bool WorkerSlot::sync() noexcept {
     for (std::size_t z = 0; z < snapshot->zone_count(); ++z) {
         if (snapshot->policy(z).override == rpz::PolicyOverride::Disabled) continue;
         auto has = [&](rpz::Trigger t) { return snapshot->trigger_rule_count(z, t) != 0; };
-        client_ip_rules = client_ip_rules || has(rpz::Trigger::ClientIp);
+        // A zone limited to some clients answers differently per client,
+        // exactly like CLIENT-IP rules.
+        client_ip_rules = client_ip_rules || has(rpz::Trigger::ClientIp) ||
+                          !snapshot->policy(z).clients.empty();
         response_ip_rules = response_ip_rules || has(rpz::Trigger::ResponseIp);
         ns_rules = ns_rules || has(rpz::Trigger::NsDname) || has(rpz::Trigger::NsIp);
     }

@@ -57,7 +57,8 @@ struct alignas(64) WorkerSlot {
     /// Applied policies by rpz::Action value (index 0: unused).
     std::array<std::uint64_t, 8> applied{};
     /// What the active zones hold (rebuilt with `apex`): any CLIENT-IP rule
-    /// (answers must then stay out of the message cache), any Response-IP
+    /// or any zone limited to some clients (ZonePolicy::clients): answers
+    /// then differ per client and must stay out of the message cache; any Response-IP
     /// rule, any NSDNAME or NSIP rule (the delegation path is then read).
     bool client_ip_rules = false;
     bool response_ip_rules = false;

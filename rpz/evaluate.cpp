@@ -5,7 +5,7 @@
 // draft order (Client-IP, QNAME, Response-IP, NSDNAME, NSIP); the first
 // trigger with a match is the zone's candidate (rules 3, 5, 6, 7 pick the
 // best rule within that trigger); the first zone whose candidate applies
-// (not DISABLED, not skipped for RD=0 / DNSSEC) wins.
+// (not DISABLED, not skipped for its clients list / RD=0 / DNSSEC) wins.
 #include "rpz/rpz.hpp"
 
 #include <algorithm>
@@ -280,6 +280,10 @@ Decision evaluate(const RuleSource& source, const Query& query, const ResponseFa
             tr.skip(z, Trigger::Qname, "zone skipped: RD=0 and recursive-only yes");
             continue;
         }
+        if (!pol.applies_to(query.client)) {
+            tr.skip(z, Trigger::Qname, "zone not for this client");
+            continue;
+        }
         Match m;
         bool found = false;
         for (Trigger t : kTriggerOrder) {
@@ -344,7 +348,8 @@ Decision evaluate(const RuleSource& source, const Query& query, const ResponseFa
         // Could a response-stage trigger of a zone before the winner still win?
         for (std::size_t z = 0; z < stop && !d.needs_response_stage; ++z) {
             const ZonePolicy& pol = source.policy(z);
-            if ((!query.rd && pol.recursive_only) || pol.override == PolicyOverride::Disabled)
+            if ((!query.rd && pol.recursive_only) || pol.override == PolicyOverride::Disabled ||
+                !pol.applies_to(query.client))
                 continue;
             d.needs_response_stage = has_response_rules(source, z);
         }

@@ -424,7 +424,22 @@ struct ZonePolicy {
     /// defpolOverrideLocalData=false). Does not affect `disabled`: a
     /// disabled zone changes nothing, local-data rules included.
     bool override_local_data = true;
+    /// The clients this zone applies to (Unbound tags / views, PowerDNS
+    /// per-client policy selection). Empty = every client. Otherwise the zone
+    /// is skipped for queries whose client address lies in none of the
+    /// prefixes, and for queries without a client address. Prefixes are
+    /// stored masked (at most kMaxZoneClients).
+    std::vector<IpPrefix> clients;
     bool operator==(const ZonePolicy&) const = default;
+
+    /// True if the zone applies to `client` (always when `clients` is empty).
+    bool applies_to(const std::optional<IpAddress>& client) const noexcept {
+        if (clients.empty()) return true;
+        if (!client) return false;
+        for (const IpPrefix& p : clients)
+            if (p.contains(*client)) return true;
+        return false;
+    }
 
     /// True if this zone's override replaces the action of a rule written
     /// as `written`: false for Given and Disabled, and for LocalData rules
@@ -434,6 +449,9 @@ struct ZonePolicy {
         return override_local_data || written != Action::LocalData;
     }
 };
+
+/// Most client prefixes a zone may list (ZonePolicy::clients).
+inline constexpr std::size_t kMaxZoneClients = 256;
 
 /// The EDE codes a zone may carry (15, 16, 17, 18, 4).
 bool is_allowed_ede(std::uint16_t code) noexcept;
@@ -624,7 +642,9 @@ public:
 /// match is recorded in Decision::disabled and evaluation continues; other
 /// overrides replace the effective action of every rule of the zone
 /// (passthru included; local-data rules excepted when the zone has
-/// override_local_data false). RD=0 with recursive_only: the zone is skipped. DO=1
+/// override_local_data false). A zone whose `clients` list does not cover
+/// the query's client (or the query has none) is skipped. RD=0 with
+/// recursive_only: the zone is skipped. DO=1
 /// without break_dnssec: a match counts only once the answer is known to be
 /// unsigned (at the Query stage it defers: needs_response_stage; at the
 /// Response stage with answer_signed the zone is skipped).

@@ -13,9 +13,11 @@ constexpr std::uint8_t kZoneRecordV1 = 1;
 constexpr std::uint16_t kTagCounts = 1;
 constexpr std::uint16_t kTagPrefixes = 2;
 constexpr std::uint16_t kTagPolicy = 3;
-/// Zone policy, optional second flags byte: bit 1 = override_local_data false.
+/// Zone policy, optional second flags byte: bit 1 = override_local_data false,
+/// bit 2 = a clients list follows (u16 count | count x 17-byte IP key).
 constexpr std::uint8_t kFlags2KeepLocalData = 1;
-constexpr std::uint8_t kFlags2Known = kFlags2KeepLocalData;
+constexpr std::uint8_t kFlags2Clients = 2;
+constexpr std::uint8_t kFlags2Known = kFlags2KeepLocalData | kFlags2Clients;
 constexpr std::array<rpz::Trigger, 3> kIpTriggers = {rpz::Trigger::ClientIp,
                                                      rpz::Trigger::ResponseIp, rpz::Trigger::NsIp};
 
@@ -93,7 +95,19 @@ std::vector<std::uint8_t> encode_policy(const rpz::ZonePolicy& p) {
     // the earlier layout (and readable by earlier readers). Absent = all 0.
     std::uint8_t flags2 = 0;
     if (!p.override_local_data) flags2 |= kFlags2KeepLocalData;
+    if (!p.clients.empty()) flags2 |= kFlags2Clients;
     if (flags2 != 0) out.push_back(flags2);
+    if (!p.clients.empty()) {
+        if (p.clients.size() > rpz::kMaxZoneClients)
+            throw std::length_error("more than " + std::to_string(rpz::kMaxZoneClients) +
+                                    " client prefixes");
+        append_u16(out, static_cast<std::uint16_t>(p.clients.size()));
+        for (const rpz::IpPrefix& c : p.clients) {
+            rpz::IpKey k;
+            rpz::make_ip_key(c, k);
+            out.insert(out.end(), k.bytes.begin(), k.bytes.end());
+        }
+    }
     return out;
 }
 
@@ -126,10 +140,23 @@ std::optional<rpz::ZonePolicy> decode_policy(std::span<const std::uint8_t> b) {
     p.ede_text.assign(reinterpret_cast<const char*>(b.data() + i), tlen);
     i += tlen;
     if (i == b.size()) return p;  // no second flags byte: every later setting at its default
-    if (i + 1 != b.size()) return std::nullopt;
-    const std::uint8_t flags2 = b[i];
+    const std::uint8_t flags2 = b[i++];
     if ((flags2 & ~kFlags2Known) != 0) return std::nullopt;
     p.override_local_data = (flags2 & kFlags2KeepLocalData) == 0;
+    if ((flags2 & kFlags2Clients) != 0) {
+        if (i + 2 > b.size()) return std::nullopt;
+        const std::size_t n = get_u16(b.data() + i);
+        i += 2;
+        if (n == 0 || n > rpz::kMaxZoneClients || i + n * rpz::kIpKeySize != b.size())
+            return std::nullopt;
+        p.clients.reserve(n);
+        for (std::size_t k = 0; k < n; ++k, i += rpz::kIpKeySize) {
+            auto c = rpz::prefix_from_ip_key(b.subspan(i, rpz::kIpKeySize));
+            if (!c) return std::nullopt;
+            p.clients.push_back(*c);
+        }
+    }
+    if (i != b.size()) return std::nullopt;
     return p;
 }
 

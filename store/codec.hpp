@@ -114,9 +114,12 @@ bool is_wildcard_key(std::span<const std::uint8_t> key) noexcept;
 ///                           2 break_dnssec, 4 log, 8 add_soa, 16 has max TTL,
 ///                           32 has EDE, 64 cname wildcard) | u32 max_policy_ttl |
 ///                           u16 ede | u8 cname_len | cname wire | u16 text_len | ede_text
-///                           [| u8 flags2 (1 = override_local_data false; other bits
-///                           reserved, must be 0)] — flags2 is written only when
-///                           non-zero; absent = 0 (records written before it existed)
+///                           [| u8 flags2 (1 = override_local_data false, 2 = clients
+///                           list follows; other bits reserved, must be 0)
+///                           [| u16 n (1..256) | n × 17-byte IP key (rpz::make_ip_key)
+///                           = ZonePolicy::clients, present iff flags2 bit 2]] —
+///                           flags2 is written only when non-zero; absent = 0
+///                           (records written before it existed)
 /// A version-1 record has none of them: counts = all QNAME, no prefixes,
 /// ZonePolicy{}.
 /// All integers big-endian. `info.name` is not stored (it is the key).

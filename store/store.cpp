@@ -478,6 +478,10 @@ std::string policy_problem(const rpz::ZonePolicy& p) {
     if (p.ede && !rpz::is_allowed_ede(*p.ede))
         return "EDE code " + std::to_string(*p.ede) + " not allowed (use 15, 16, 17, 18 or 4)";
     if (p.ede_text.size() > 1024) return "EDE text longer than 1024 bytes";
+    if (p.clients.size() > rpz::kMaxZoneClients)
+        return "more than " + std::to_string(rpz::kMaxZoneClients) + " client prefixes";
+    for (const rpz::IpPrefix& c : p.clients)
+        if (c.length > 128 || rpz::masked(c) != c) return "malformed client prefix";
     return {};
 }
 

@@ -170,6 +170,17 @@ class AddressMap:
                              f"(needs /{self.SHORTEST} or longer)")
         return ipaddress.IPv4Network(f"{self.v4(str(net.network_address))}/{net.prefixlen}")
 
+    def covering(self, net: ipaddress.IPv4Network) -> list[ipaddress.IPv4Network]:
+        """A prefix of any length mapped as the /24 stand-ins of the case's
+        blocks inside it: every mapped address of the case lies in ``net``
+        exactly when it lies in one of them (the map's addresses are all in
+        its blocks). Empty if no block of the case is inside ``net``."""
+        out = []
+        for (a, b, c), k in sorted(self.blocks.items(), key=lambda x: x[1]):
+            if ipaddress.IPv4Address(f"{a}.{b}.{c}.0") in net:
+                out.append(ipaddress.IPv4Network(f"127.{self.base}.{k}.0/24"))
+        return out
+
     def ip_owner(self, owner: str) -> str:
         """A policy-zone owner with its rpz-client-ip / rpz-nsip prefix
         mapped; any other owner unchanged."""
@@ -342,8 +353,23 @@ _OVERRIDES = {"given": "given", "disabled": "disabled", "nxdomain": "nxdomain",
               "drop": "drop", "tcp-only": "tcp-only", "cname": "cname"}
 
 
-def zone_flags(pz: PolicyZone) -> tuple[list[str], list[str]]:
-    """(flags for `dnsfw zone load`, settings with no dnsfw equivalent)."""
+_TAG_BLOCK = re.compile(r"(\d+\.\d+\.\d+\.\d+/\d+) has ((?:\"[^\"]+\"(?:,? and |, )?)+)")
+
+
+def tag_netblocks(note: str) -> dict[str, list[ipaddress.IPv4Network]]:
+    """Unbound tags: the client netblocks of each tag, from a policy.tsv note
+    such as ``192.0.0.0/8 has "internal", 127.0.0.0/8 has "server"`` (the
+    case's access-control-tag lines)."""
+    out: dict[str, list[ipaddress.IPv4Network]] = {}
+    for m in _TAG_BLOCK.finditer(note):
+        for tag in re.findall(r'"([^"]+)"', m.group(2)):
+            out.setdefault(tag, []).append(ipaddress.IPv4Network(m.group(1)))
+    return out
+
+
+def zone_flags(pz: PolicyZone, amap: Optional[AddressMap] = None) -> tuple[list[str], list[str]]:
+    """(flags for `dnsfw zone load`, settings with no dnsfw equivalent).
+    ``amap`` maps client prefixes (Unbound tags -> ``--clients``)."""
     flags: list[str] = []
     ignored: list[str] = []
     ov = pz.override.strip().lower()
@@ -379,13 +405,28 @@ def zone_flags(pz: PolicyZone) -> tuple[list[str], list[str]]:
             # local-data rules? "true (default)" / "false".
             flags += ["--override-local-data",
                       "no" if val.split()[0].lower() == "false" else "yes"]
+        elif key == "tags" and amap is not None:
+            # Unbound: the zone applies only to clients carrying one of its
+            # tags; the note names each tag's netblocks (access-control-tag).
+            # dnsfw: --clients with those netblocks, mapped like client
+            # addresses (each as the stand-ins of the case's /24 blocks in it).
+            blocks = tag_netblocks(pz.note)
+            nets = [n for tag in re.split(r"[\s,]+", val.strip('"')) if tag
+                    for n in blocks.get(tag, [])]
+            if not nets:
+                ignored.append(opt + " (no netblock of the tag in the note)")
+                continue
+            mapped = [str(m) for n in nets for m in amap.covering(n)]
+            # No client of the case is in the tag's netblocks: a prefix none
+            # of the mapped addresses lies in (127.B.0.0/24 holds only the root).
+            flags += ["--clients", ",".join(mapped) or f"127.{amap.base}.0.255/32"]
         elif key == "defpol":
             # PowerDNS's default policy = the override, already given by
             # the override_action column.
             continue
         else:
             # nsdname-enable / nsip-enable (always on in dnsfw), min-ns-dots,
-            # qname-wait-recurse, servfail-ttl, tags, signal-nxdomain-ra,
+            # qname-wait-recurse, servfail-ttl, signal-nxdomain-ra,
             # primary=: resolver-specific, no dnsfw setting.
             ignored.append(opt)
     return flags, ignored
@@ -736,7 +777,7 @@ class World:
             mapped = self.workdir / "policy" / (f"v{version}-" if version else "") / src.name
             mapped.parent.mkdir(parents=True, exist_ok=True)
             mapped.write_text(self.amap.policy_text(src.read_text()))
-            flags, ignored = zone_flags(pz)
+            flags, ignored = zone_flags(pz, self.amap)
             usable = []
             i = 0
             while i < len(flags):

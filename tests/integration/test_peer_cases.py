@@ -52,13 +52,8 @@ R_RECURSIVE_ONLY_NO = (
     "RD=0 query itself with that cached referral and runs no module (daemon/worker.c "
     "answer_norec_from_cache); the module rewrites RD=0 only when the query reaches it, i.e. "
     "nothing is cached (tested in test_recursive_only.py). A referral is not the row's NODATA")
-R_TAGS = ("out of scope: Unbound per-client zone tags (access-control-tag) have no dnsfw "
-          "equivalent; the zone applies to every client")
 
 XFAIL: dict[str, str] = {
-    "unbound/tags/www.gotham.a./A/-/127.0.0.1": R_TAGS,
-    "unbound/tags/www.gotham2.a./A/-/127.0.0.1": R_TAGS,
-    "unbound/tags/www.gotham5.a./TXT/-/193.0.0.1": R_TAGS,
     "bind9/policy-overrides/a3-5.tld2./A/rd0": R_RECURSIVE_ONLY_NO,
 }
 

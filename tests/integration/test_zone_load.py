@@ -96,3 +96,48 @@ def test_lookup_unlisted_name_matches_nothing(main_store):
     text = cp.stdout.lower()
     for action in ("nxdomain", "nodata", "passthru", "drop", "tcp-only", "local-data"):
         assert action not in text, h.describe_run(cp)
+
+
+def test_zone_clients_setting(tmp_path):
+    """--clients on zone load / set: stored, shown by zone list (text and
+    JSON) and explain, applied per client, reset with 'all'; bad prefixes
+    are usage errors that change nothing."""
+    store = tmp_path / "store"
+    zf = tmp_path / "internal.rpz"
+    zf.write_text("$TTL 60\n@ SOA ns. h. 1 3600 900 604800 60\nx.example CNAME .\n")
+    cp = h.zone_load(store, "internal.rpz", zf, "--clients", "192.0.0.0/8,2001:DB8::/32")
+    assert cp.returncode == 0, h.describe_run(cp)
+    assert "clients=192.0.0.0/8,2001:db8::/32" in cp.stdout, cp.stdout
+
+    cp = h.dnsfw("zone", "list", "--store", store, "--json")
+    assert cp.returncode == 0, h.describe_run(cp)
+    assert '"192.0.0.0/8"' in cp.stdout and '"2001:db8::/32"' in cp.stdout, cp.stdout
+
+    def explain(client: str) -> str:
+        cp = h.dnsfw("explain", "--store", store, "x.example", "--client", client)
+        assert cp.returncode == 0, h.describe_run(cp)
+        return cp.stdout
+    inside, outside = explain("192.1.2.3"), explain("10.0.0.1")
+    assert "clients 192.0.0.0/8,2001:db8::/32" in inside, inside
+    assert "nxdomain" in inside.lower(), inside
+    assert "zone not for this client" in outside, outside
+    assert "(not this client)" in outside, outside
+
+    # A reload without --clients keeps the list.
+    cp = h.zone_load(store, "internal.rpz", zf)
+    assert cp.returncode == 0, h.describe_run(cp)
+    assert "clients=192.0.0.0/8,2001:db8::/32" in cp.stdout, cp.stdout
+
+    # Bad prefixes: exit 2, clear message, store unchanged.
+    for bad, why in (("192.0.0.1/8", "address bits set beyond the prefix length"),
+                     ("300.0.0.0/8", "not an IP address or prefix"),
+                     ("192.0.0.0/33", "not an IP address or prefix"),
+                     ("", "not an IP address or prefix")):
+        cp = h.dnsfw("zone", "set", "--store", store, "--zone", "internal.rpz", "--clients", bad)
+        assert cp.returncode == 2 and why in cp.stderr, h.describe_run(cp)
+    cp = h.dnsfw("zone", "list", "--store", store)
+    assert "clients=192.0.0.0/8,2001:db8::/32" in cp.stdout, cp.stdout
+
+    cp = h.dnsfw("zone", "set", "--store", store, "--zone", "internal.rpz", "--clients", "all")
+    assert cp.returncode == 0 and "clients=all" in cp.stdout, h.describe_run(cp)
+    assert "zone not for this client" not in explain("10.0.0.1")

@@ -486,6 +486,80 @@ TEST_CASE("setting: recursive-only skips the zone for RD=0", "[rpz][settings]") 
     });
 }
 
+namespace {
+
+struct Recorder final : TraceSink {
+    std::vector<std::string> lines;
+    std::vector<std::string> why;
+    void step(const TraceStep& s) noexcept override {
+        why.emplace_back(s.why);
+        std::string o;
+        switch (s.outcome) {
+        case TraceStep::Outcome::Hit: o = "hit"; break;
+        case TraceStep::Outcome::Miss: o = "miss"; break;
+        case TraceStep::Outcome::Skipped: o = "skipped"; break;
+        case TraceStep::Outcome::Disabled: o = "disabled"; break;
+        case TraceStep::Outcome::Ignored: o = "ignored"; break;
+        }
+        std::string k = s.key.empty() ? "-" : rule_key_to_text(s.trigger, s.key);
+        lines.push_back(std::to_string(s.zone) + " " + std::string(to_string(s.trigger)) + " " +
+                        k + " " + o);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("setting: clients limits a zone to client prefixes", "[rpz][settings]") {
+    ZonePolicy internal;
+    internal.clients = {*prefix_from_text("192.0.0.0/8"), *prefix_from_text("2001:db8::/32")};
+    ZonePolicy all;  // default: every client
+    both({"x.example CNAME .\n", "x.example CNAME *.\n"}, {internal, all},
+         [](const RuleSource& src) {
+             // In a prefix (IPv4 and IPv6): zone 1 applies.
+             for (const char* c : {"192.0.0.1", "192.255.255.255", "2001:db8::53"}) {
+                 INFO(c);
+                 Decision d = eval(src, {.qname = "x.example", .client = c});
+                 CHECK(d.zone == 0);
+                 CHECK(d.action() == Action::Nxdomain);
+             }
+             // Outside every prefix, or no client address: zone 1 is
+             // skipped, zone 2 (every client) decides.
+             for (const char* c : {"127.0.0.1", "193.0.0.1", "191.255.255.255", "2001:db9::1"}) {
+                 INFO(c);
+                 Decision d = eval(src, {.qname = "x.example", .client = c});
+                 CHECK(d.zone == 1);
+                 CHECK(d.action() == Action::Nodata);
+             }
+             Decision none = eval(src, {.qname = "x.example"});
+             CHECK(none.zone == 1);
+             // Also at the response stage.
+             CHECK(eval(src, response({.qname = "x.example", .client = "193.0.0.1"})).zone == 1);
+             CHECK(eval(src, response({.qname = "x.example", .client = "192.0.0.1"})).zone == 0);
+             // The skip is traced.
+             Recorder r;
+             eval(src, {.qname = "x.example", .client = "10.0.0.1"}, &r);
+             REQUIRE_FALSE(r.lines.empty());
+             CHECK(r.lines[0] == "0 qname - skipped");
+             CHECK(r.why[0] == "zone not for this client");
+         });
+    // Only zone: no match for other clients (CLIENT-IP rules included).
+    both({"x.example CNAME .\n32.1.0.0.10.rpz-client-ip CNAME rpz-drop.\n"}, {internal},
+         [](const RuleSource& src) {
+             CHECK_FALSE(eval(src, {.qname = "x.example", .client = "10.0.0.1"}).matched);
+             CHECK_FALSE(eval(src, {.qname = "y.example", .client = "10.0.0.1"}).matched);
+             CHECK(eval(src, {.qname = "x.example", .client = "192.1.2.3"}).matched);
+         });
+    // A zone not for this client does not make the query wait for the
+    // response stage.
+    ZonePolicy ns_internal;
+    ns_internal.clients = internal.clients;
+    both({"ns.example.rpz-nsdname CNAME .\n", "x.example CNAME .\n"}, {ns_internal},
+         [](const RuleSource& src) {
+             CHECK_FALSE(eval(src, {.qname = "x.example", .client = "10.0.0.1"}).needs_response_stage);
+             CHECK(eval(src, {.qname = "x.example", .client = "192.0.0.1"}).needs_response_stage);
+         });
+}
+
 TEST_CASE("setting: break-dnssec and DO=1 with a signed answer", "[rpz][settings]") {
     ZonePolicy keep;  // break-dnssec no (default)
     ZonePolicy brk;
@@ -541,26 +615,6 @@ TEST_CASE("needs_response_stage is set only when a later stage could win", "[rpz
          });
 }
 
-namespace {
-
-struct Recorder final : TraceSink {
-    std::vector<std::string> lines;
-    void step(const TraceStep& s) noexcept override {
-        std::string o;
-        switch (s.outcome) {
-        case TraceStep::Outcome::Hit: o = "hit"; break;
-        case TraceStep::Outcome::Miss: o = "miss"; break;
-        case TraceStep::Outcome::Skipped: o = "skipped"; break;
-        case TraceStep::Outcome::Disabled: o = "disabled"; break;
-        case TraceStep::Outcome::Ignored: o = "ignored"; break;
-        }
-        std::string k = s.key.empty() ? "-" : rule_key_to_text(s.trigger, s.key);
-        lines.push_back(std::to_string(s.zone) + " " + std::string(to_string(s.trigger)) + " " +
-                        k + " " + o);
-    }
-};
-
-}  // namespace
 
 TEST_CASE("trace: every probe in precedence order", "[rpz][trace]") {
     both({"*.example CNAME .\n32.1.2.0.192.rpz-ip CNAME .\n", "a.b.example CNAME *.\n"}, {},

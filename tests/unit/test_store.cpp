@@ -875,6 +875,7 @@ TEST_CASE("zone settings: set_zone_policy, reload keeps them, validation", "[sto
     p.log = false;
     p.add_soa = false;
     p.override_local_data = false;
+    p.clients = {*rpz::prefix_from_text("192.0.0.0/8"), *rpz::prefix_from_text("2001:db8::/32")};
     auto info = s.set_zone_policy("P.RPZ.", p);
     CHECK(info.policy == p);
     CHECK(s.generation() == gen + 1);
@@ -904,8 +905,54 @@ TEST_CASE("zone settings: set_zone_policy, reload keeps them, validation", "[sto
     bad.override_cname = wire("x.example");
     bad.ede = 3;
     CHECK_THROWS_WITH(s.set_zone_policy("p.rpz", bad), Catch::Contains("EDE code 3 not allowed"));
+    bad.ede = 15;
+    bad.clients = {rpz::IpPrefix{*rpz::ip_from_text("192.0.2.1"), 120}};  // host bits set
+    CHECK_THROWS_WITH(s.set_zone_policy("p.rpz", bad), Catch::Contains("malformed client prefix"));
     CHECK(s.generation() == gen2);
     CHECK(s.zone("p.rpz")->policy == q);
+}
+
+TEST_CASE("zone policy encoding: clients follow the optional trailing byte",
+          "[store][policy][format]") {
+    rpz::ZonePolicy def;
+    const auto old_layout = store::codec::encode_policy(def);
+    auto back = store::codec::decode_policy(old_layout);
+    REQUIRE(back);
+    CHECK(back->clients.empty());  // records without the list: every client
+
+    rpz::ZonePolicy c;
+    c.clients = {*rpz::prefix_from_text("192.0.0.0/8"), *rpz::prefix_from_text("2001:db8::/32"),
+                 *rpz::prefix_from_text("10.1.2.3")};
+    auto enc = store::codec::encode_policy(c);
+    CHECK(enc.size() == old_layout.size() + 1 + 2 + 3 * rpz::kIpKeySize);
+    CHECK(enc[old_layout.size()] == 2);  // flags2: clients only
+    back = store::codec::decode_policy(enc);
+    REQUIRE(back);
+    CHECK(*back == c);
+    CHECK(back->override_local_data);
+
+    // Together with override_local_data no.
+    c.override_local_data = false;
+    enc = store::codec::encode_policy(c);
+    CHECK(enc[old_layout.size()] == 3);
+    back = store::codec::decode_policy(enc);
+    REQUIRE(back);
+    CHECK(*back == c);
+
+    // Truncated, extra bytes, a zero count or a malformed key: malformed.
+    auto bad = enc;
+    bad.pop_back();
+    CHECK_FALSE(store::codec::decode_policy(bad));
+    bad = enc;
+    bad.push_back(0);
+    CHECK_FALSE(store::codec::decode_policy(bad));
+    bad = enc;
+    bad[old_layout.size() + 1] = 0;
+    bad[old_layout.size() + 2] = 0;
+    CHECK_FALSE(store::codec::decode_policy(bad));
+    bad = enc;
+    bad[old_layout.size() + 3 + 16] = 200;  // prefix length > 128
+    CHECK_FALSE(store::codec::decode_policy(bad));
 }
 
 TEST_CASE("zone policy encoding: override_local_data is an optional trailing byte",
@@ -934,7 +981,7 @@ TEST_CASE("zone policy encoding: override_local_data is an optional trailing byt
 
     // Unknown bits of the trailing byte, or bytes after it: malformed.
     auto bad = enc;
-    bad.back() = 0x02;
+    bad.back() = 0x04;
     CHECK_FALSE(store::codec::decode_policy(bad));
     bad = enc;
     bad.push_back(0);

@@ -334,7 +334,14 @@ int explain(const Args& args) {
                   << rpz::to_string(z.policy.override)
                   << (z.policy.recursive_only ? "" : ", recursive-only no")
                   << (z.policy.break_dnssec ? ", break-dnssec yes" : "")
-                  << (z.policy.override_local_data ? "" : ", override-local-data no") << ")\n";
+                  << (z.policy.override_local_data ? "" : ", override-local-data no");
+        if (!z.policy.clients.empty()) {
+            std::cout << ", clients ";
+            for (std::size_t c = 0; c < z.policy.clients.size(); ++c)
+                std::cout << (c ? "," : "") << rpz::to_string(z.policy.clients[c]);
+            std::cout << (z.policy.applies_to(q.client) ? "" : " (not this client)");
+        }
+        std::cout << ")\n";
     }
     std::cout << "checks:\n";
     for (const auto& row : printer.render()) std::cout << row << "\n";

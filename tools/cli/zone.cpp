@@ -9,6 +9,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -95,6 +96,10 @@ std::vector<OptionSpec> policy_options() {
         {"override-local-data", "yes|no",
          "the --policy override also replaces local-data rules (default yes); no: rules "
          "with local data keep their records, the override applies to the others"},
+        {"clients", "PREFIX[,PREFIX...]|all",
+         "apply this zone only to clients in these prefixes, e.g. 192.0.0.0/8,2001:db8::/32 "
+         "(default all: every client); queries without a client address are not rewritten "
+         "by a zone with a list"},
     };
 }
 
@@ -102,6 +107,49 @@ bool parse_yes_no(const std::string& option, const std::string& v) {
     if (v == "yes") return true;
     if (v == "no") return false;
     throw UsageError("--" + option + ": expected yes or no, got '" + v + "'");
+}
+
+/// Parses --clients: "all" (empty list) or comma-separated prefixes
+/// ("192.0.0.0/8", "2001:db8::/32", a bare address = /32 or /128).
+/// Rejects host bits beyond the length; drops duplicates.
+std::vector<rpz::IpPrefix> parse_clients(const std::string& v) {
+    std::vector<rpz::IpPrefix> out;
+    if (v == "all") return out;
+    std::string_view rest = v;
+    while (true) {
+        const std::size_t comma = rest.find(',');
+        const std::string_view item = rest.substr(0, comma);
+        const std::string text(item);
+        auto p = rpz::prefix_from_text(item);
+        if (!p) {
+            throw UsageError("--clients: '" + text + "' is not an IP address or prefix "
+                             "(expected e.g. 192.0.0.0/8 or 2001:db8::/32, or all)");
+        }
+        const std::size_t slash = item.find('/');
+        auto addr = rpz::ip_from_text(item.substr(0, slash));
+        if (!addr || addr->bytes != p->addr.bytes) {
+            throw UsageError("--clients: '" + text + "' has address bits set beyond the "
+                             "prefix length (did you mean " + rpz::to_string(*p) + "?)");
+        }
+        if (std::find(out.begin(), out.end(), *p) == out.end()) out.push_back(*p);
+        if (comma == std::string_view::npos) break;
+        rest.remove_prefix(comma + 1);
+    }
+    if (out.size() > rpz::kMaxZoneClients)
+        throw UsageError("--clients: at most " + std::to_string(rpz::kMaxZoneClients) +
+                         " prefixes");
+    return out;
+}
+
+/// "all" or "192.0.0.0/8,2001:db8::/32".
+std::string clients_text(const rpz::ZonePolicy& p) {
+    if (p.clients.empty()) return "all";
+    std::string out;
+    for (const rpz::IpPrefix& c : p.clients) {
+        if (!out.empty()) out += ',';
+        out += rpz::to_string(c);
+    }
+    return out;
 }
 
 /// Applies the zone-setting options given on the command line to `p`.
@@ -180,6 +228,10 @@ bool apply_policy_options(const Args& args, rpz::ZonePolicy& p) {
         p.override_local_data = parse_yes_no("override-local-data", *v);
         any = true;
     }
+    if (auto v = args.value("clients")) {
+        p.clients = parse_clients(*v);
+        any = true;
+    }
     return any;
 }
 
@@ -192,7 +244,7 @@ std::string policy_text(const rpz::ZonePolicy& p) {
 }
 
 /// "max-ttl=none recursive-only=yes break-dnssec=no ede=15 log=yes add-soa=yes
-/// override-local-data=yes"
+/// override-local-data=yes clients=all"
 std::string settings_text(const rpz::ZonePolicy& p) {
     std::string out = "max-ttl=" + (p.max_policy_ttl ? std::to_string(*p.max_policy_ttl) : "none");
     out += std::string(" recursive-only=") + (p.recursive_only ? "yes" : "no");
@@ -202,6 +254,7 @@ std::string settings_text(const rpz::ZonePolicy& p) {
     out += std::string(" log=") + (p.log ? "yes" : "no");
     out += std::string(" add-soa=") + (p.add_soa ? "yes" : "no");
     out += std::string(" override-local-data=") + (p.override_local_data ? "yes" : "no");
+    out += " clients=" + clients_text(p);
     return out;
 }
 
@@ -219,6 +272,9 @@ nlohmann::json policy_json(const rpz::ZonePolicy& p) {
                             : nlohmann::json(nullptr);
     j["max_policy_ttl"] = p.max_policy_ttl ? nlohmann::json(*p.max_policy_ttl) : nlohmann::json(nullptr);
     j["ede"] = p.ede ? nlohmann::json(*p.ede) : nlohmann::json(nullptr);
+    nlohmann::json clients = nlohmann::json::array();  // [] = every client
+    for (const rpz::IpPrefix& c : p.clients) clients.push_back(rpz::to_string(c));
+    j["clients"] = clients;
     return j;
 }
 
@@ -232,7 +288,7 @@ const CommandSpec& zone_load_spec() {
     static const CommandSpec spec = [] {
         CommandSpec c = zone_load_spec_base();
         for (auto& o : policy_options()) c.options.push_back(o);
-        c.summary += "\nZone settings (--policy ... --override-local-data): a reload keeps the zone's current\n"
+        c.summary += "\nZone settings (--policy ... --clients): a reload keeps the zone's current\n"
                      "settings except those given; a new zone starts from the defaults.";
         return c;
     }();
@@ -421,6 +477,7 @@ const CommandSpec& zone_set_spec() {
             "  dnsfw zone set --store var/store --zone ads.rpz --policy cname "
             "--policy-cname walled.example.net\n"
             "  dnsfw zone set --store var/store --zone tif.rpz --max-policy-ttl 60 --ede 17\n"
+            "  dnsfw zone set --store var/store --zone internal.rpz --clients 192.0.0.0/8,10.1.0.0/16\n"
             "\nexit: 0 changed, 1 no such zone or store error, 2 bad command line.\n",
         };
         for (auto& o : policy_options()) c.options.push_back(o);
@@ -435,7 +492,7 @@ int zone_set(const Args& args) {
     if (!apply_policy_options(args, check))
         throw UsageError("nothing to set: give at least one of --policy, --policy-cname, "
                          "--max-policy-ttl, --recursive-only, --break-dnssec, --ede, --ede-text, "
-                         "--log, --add-soa, --override-local-data");
+                         "--log, --add-soa, --override-local-data, --clients");
     auto st = open_existing_store(*args.value("store"), true);
     store::ZoneInfo info;
     try {

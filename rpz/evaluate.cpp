@@ -21,52 +21,44 @@ public:
     bool on() const noexcept { return sink_ != nullptr; }
     void skip(std::size_t zone, Trigger t, const char* why) const noexcept {
         if (!sink_) return;
-        TraceStep s;
-        s.zone = zone;
-        s.trigger = t;
-        s.outcome = TraceStep::Outcome::Skipped;
-        s.why = why;
-        sink_->step(s);
+        sink_->step(step(zone, t, TraceStep::Outcome::Skipped, why));
     }
     void name_probe(std::size_t zone, Trigger t, std::span<const std::uint8_t> subject,
                     std::span<const std::uint8_t> key, bool hit, const char* why) const noexcept {
         if (!sink_) return;
-        TraceStep s;
-        s.zone = zone;
-        s.trigger = t;
-        s.outcome = hit ? TraceStep::Outcome::Hit : TraceStep::Outcome::Miss;
+        TraceStep s = step(zone, t, hit ? TraceStep::Outcome::Hit : TraceStep::Outcome::Miss, why);
         s.key = key;
         s.subject = subject;
-        s.why = why;
         sink_->step(s);
     }
     void ip_probe(std::size_t zone, Trigger t, const IpAddress& ip,
                   std::span<const std::uint8_t> key, bool hit, const char* why) const noexcept {
         if (!sink_) return;
-        TraceStep s;
-        s.zone = zone;
-        s.trigger = t;
-        s.outcome = hit ? TraceStep::Outcome::Hit : TraceStep::Outcome::Miss;
+        TraceStep s = step(zone, t, hit ? TraceStep::Outcome::Hit : TraceStep::Outcome::Miss, why);
         s.key = key;
         s.ip = ip;
         s.has_ip = true;
-        s.why = why;
         sink_->step(s);
     }
     void verdict(const Match& m, TraceStep::Outcome o, const char* why) const noexcept {
         if (!sink_) return;
-        TraceStep s;
-        s.zone = m.zone;
-        s.trigger = m.trigger;
-        s.outcome = o;
+        TraceStep s = step(m.zone, m.trigger, o, why);
         s.key = m.key.view();
         s.ip = m.ip;
         s.has_ip = m.prefix.has_value();
-        s.why = why;
         sink_->step(s);
     }
 
 private:
+    static TraceStep step(std::size_t zone, Trigger t, TraceStep::Outcome o,
+                          const char* why) noexcept {
+        TraceStep s;
+        s.zone = zone;
+        s.trigger = t;
+        s.outcome = o;
+        s.why = why;
+        return s;
+    }
     TraceSink* sink_;
 };
 

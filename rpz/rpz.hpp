@@ -23,6 +23,7 @@
 #include <bitset>
 #include <compare>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -374,6 +375,99 @@ Zone parse_zone_file(const std::string& path, const Name& zone_name, InputFormat
 /// diagnostics.
 Zone parse_zone_text(std::string_view text, const std::string& label, const Name& zone_name,
                      InputFormat format, const ListOptions& list_options = {});
+
+// ---------------------------------------------------------------------------
+// Zone records: rules in resource-record form (zone transfers, UPDATE, diffs)
+//
+// A policy zone travels between servers as RRs (AXFR/IXFR/UPDATE) but is
+// stored as rules (one per (trigger, owner key)). These functions convert in
+// both directions with the same validation as the master-file parser, so a
+// zone received by transfer is checked exactly like one loaded from a file.
+
+/// One resource record of a policy zone, class IN, uncompressed wire form.
+struct ZoneRecord {
+    Name owner;                       ///< absolute wire name, lower-case
+    std::uint16_t type = 0;
+    std::uint32_t ttl = 0;
+    std::vector<std::uint8_t> rdata;  ///< uncompressed wire rdata (names lower-cased
+                                      ///< where the type's rdata is case-insensitive)
+    /// RR identity as RFC 2136 and RFC 1995 use it: owner, type and rdata
+    /// (TTL ignored).
+    bool same_rr(const ZoneRecord& other) const noexcept {
+        return type == other.type && owner == other.owner && rdata == other.rdata;
+    }
+    bool operator==(const ZoneRecord&) const = default;
+};
+
+/// Where a rule lives: its trigger and owner key (the store's rule key).
+struct RuleKey {
+    Trigger trigger = Trigger::Qname;
+    std::vector<std::uint8_t> key;
+    auto operator<=>(const RuleKey&) const = default;
+};
+
+/// The owner name in zone `apex` of the rule (trigger, key): the QNAME key of
+/// www.example.com gives www.example.com.<apex>; the Response-IP key of
+/// 10.0.0.0/8 gives 8.0.0.0.10.rpz-ip.<apex>. Throws std::invalid_argument
+/// on a malformed key or a name longer than 255 octets.
+Name rule_owner(const Name& apex, Trigger trigger, std::span<const std::uint8_t> key);
+
+/// Inverse of rule_owner: the (trigger, key) an owner name of zone `apex`
+/// encodes. nullopt, with the reason in `*why` when given, if the owner is
+/// outside the zone, the apex itself, has malformed or non-canonical IP
+/// labels, or uses an unsupported trigger label.
+std::optional<RuleKey> classify_owner(const Name& apex, std::span<const std::uint8_t> owner,
+                                      std::string* why = nullptr);
+
+/// The records that express `rule` (trigger and key set) in zone `apex`, in
+/// RPZ encoding: a policy action is one CNAME (`.`, `*.`, `rpz-passthru.`,
+/// `rpz-drop.`, `rpz-tcp-only.`) with the rule's TTL; local data is its
+/// records (a kCnameWildcardTarget CNAME is written `*.suffix`). Feeding
+/// them to zone_from_records gives back an equal rule.
+std::vector<ZoneRecord> rule_records(const Name& apex, const Rule& rule);
+
+/// Builds rules from records of zone `apex`, validating and merging them
+/// exactly as parse_zone_text does for the same RRs. Diagnostics name the
+/// input as `label`:N, N = 1-based index into `records`. An apex SOA sets
+/// serial, soa_ttl and soa_rdata (a repeat of the same SOA, as an AXFR ends
+/// with, is ignored silently); apex NS and DNSSEC records are ignored.
+/// Records are canonicalised first (owner and RFC 4034 6.2 rdata names
+/// lower-cased; rdata checked against its type's layout: malformed = error).
+Zone zone_from_records(const Name& apex, std::span<const ZoneRecord> records,
+                       const std::string& label);
+
+/// A rule-level change to one zone, with its RR form for journals and IXFR.
+struct RuleDelta {
+    std::vector<RuleKey> removed;             ///< keys whose rule goes away
+    std::vector<Rule> upserted;               ///< rules added, or replacing the stored one
+    std::vector<ZoneRecord> removed_records;  ///< RR form of what goes (incl. replaced rules' old RRs)
+    std::vector<ZoneRecord> added_records;    ///< RR form of what comes
+    bool empty() const noexcept { return removed.empty() && upserted.empty(); }
+};
+
+/// The change that turns `old_rules` into `new_rules` (each sorted by
+/// (trigger, key), as parsers and the store produce them). Rules equal in
+/// both are not mentioned. Pure; allocates.
+RuleDelta diff_rules(const Name& apex, std::span<const Rule> old_rules,
+                     std::span<const Rule> new_rules);
+
+/// Applies RR-level removals then additions (one IXFR difference sequence,
+/// or the update section of an RFC 2136 UPDATE) to the rules they touch.
+/// `current(key)` returns the stored rule of a key, or nullopt. Each owner's
+/// resulting RRset is validated as zone_from_records does: a record that
+/// would not load is reported in `diagnostics` (label:N, N = 1-based index
+/// into `removed` then `added`: added[j] is removed.size()+j+1) and skipped,
+/// never failing the rest; an addition that contradicts what the owner keeps
+/// (a second policy CNAME, data beside a CNAME) is the one skipped. Removing
+/// an RR that is not there is a warning; adding one that is there replaces
+/// its TTL. RRs are compared in canonical form (`CNAME <self>` is
+/// `CNAME rpz-passthru.`). Apex SOA/NS records are ignored (the
+/// caller handles the SOA). Returns the resulting rule-level delta; its
+/// removed_records/added_records hold only RRs that actually changed.
+RuleDelta apply_records(const Name& apex, std::span<const ZoneRecord> removed,
+                        std::span<const ZoneRecord> added,
+                        const std::function<std::optional<Rule>(const RuleKey&)>& current,
+                        const std::string& label, std::vector<Diagnostic>& diagnostics);
 
 // ---------------------------------------------------------------------------
 // Per-zone policy settings

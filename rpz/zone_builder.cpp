@@ -88,9 +88,11 @@ void ZoneBuilder::add(Trigger trigger, std::vector<std::uint8_t> key, Rule candi
             e.rule.records[i].ttl = std::min(e.rule.records[i].ttl, candidate.records[i].ttl);
         return;
     }
+    // Line 0: the rule was already stored (apply_records feeds it first).
     error(line, "conflicting policy for " + owner_text + ": " + describe(candidate) +
-                    " ignored, " + describe(e.rule) + " from line " + std::to_string(e.line) +
-                    " kept");
+                    " ignored, " + describe(e.rule) +
+                    (e.line == 0 ? std::string(" (stored) kept")
+                                 : " from line " + std::to_string(e.line) + " kept"));
 }
 
 void ZoneBuilder::finish() {

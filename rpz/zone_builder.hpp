@@ -5,6 +5,8 @@
 #include "rpz/rpz.hpp"
 
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -49,6 +51,81 @@ private:
     std::map<std::pair<Trigger, std::vector<std::uint8_t>>, Entry> rules_;
     std::size_t suppressed_ = 0;
 };
+
+/// One record of a policy zone turned into a rule candidate: what
+/// ZoneBuilder::add takes (a policy action without records, or one
+/// local-data record).
+struct Candidate {
+    Trigger trigger = Trigger::Qname;
+    std::vector<std::uint8_t> key;
+    Rule rule;               ///< trigger and key left default (ZoneBuilder::add sets them)
+    std::string owner_text;  ///< the owner in diagnostics
+};
+
+/// THE validation path of policy-zone records, shared by the master-file
+/// parser (parse.cpp: each ldns record becomes a ZoneRecord), by
+/// zone_from_records and by apply_records (records.cpp): DNSSEC types,
+/// owner classification (outside the zone, apex, trigger label, IP labels,
+/// wildcards), SOA/NS below the apex, CNAME special targets, DNAME, local
+/// data. Diagnostics go to the builder. The apex SOA sets the zone's serial
+/// and SOA. Not thread-safe; one loader per parse.
+class RecordLoader {
+public:
+    /// `zone.name` is the apex (already checked and lower-cased).
+    RecordLoader(ZoneBuilder& builder, Zone& zone) : b_(builder), zone_(zone) {}
+
+    /// Validates `rr` and adds its candidate to the builder. `canonical`:
+    /// owner and rdata names are already lower-cased (ldns_rr2canonical);
+    /// otherwise they are lower-cased here and the rdata is checked against
+    /// its type's layout (records from the wire).
+    void load(const ZoneRecord& rr, std::size_t line, bool canonical) {
+        if (auto c = candidate(rr, line, canonical))
+            b_.add(c->trigger, std::move(c->key), std::move(c->rule), line, c->owner_text);
+    }
+
+    /// Validates `rr` without adding it: its candidate, or nullopt if it
+    /// makes no rule (reported, or an apex record, handled here).
+    std::optional<Candidate> candidate(const ZoneRecord& rr, std::size_t line, bool canonical);
+
+private:
+    bool cname_action(std::span<const std::uint8_t> target,
+                      std::span<const std::uint8_t> trigger_name,
+                      std::span<const std::uint8_t> base, Rule& cand, std::size_t line,
+                      const std::string& owner_text);
+    void apex(const ZoneRecord& rr, std::size_t line);
+
+    ZoneBuilder& b_;
+    Zone& zone_;
+    std::set<std::uint16_t> warned_types_;
+    bool have_soa_ = false;
+    bool warned_dname_ = false;
+};
+
+/// Outcome of classifying an owner name of a policy zone.
+struct OwnerClass {
+    enum class Kind { Rule, Apex, Problem };
+    Kind kind = Kind::Problem;
+    Trigger trigger = Trigger::Qname;
+    std::vector<std::uint8_t> key;  ///< Rule: the rule key
+    Name rel;   ///< Rule: the owner without the apex, as an absolute name
+    Name base;  ///< Rule: `rel` without the trigger label (= rel for QNAME)
+    Diagnostic::Severity severity = Diagnostic::Severity::Error;  ///< Problem
+    std::string reason;  ///< Problem: what is wrong
+    std::string suffix;  ///< Problem: the parser's "; skipped"-style ending
+};
+
+/// Classifies `owner` (valid, lower-case wire name) in zone `apex`. `type`
+/// is the record's type (SOA and NS below the apex are refused), or 0.
+OwnerClass classify_owner_name(const Name& apex, std::span<const std::uint8_t> owner,
+                               std::uint16_t type);
+
+/// A lower-cased copy of record `rr` with its rdata checked against the
+/// type's layout and its rdata names lower-cased where RFC 4034 6.2 says
+/// so. nullopt, with the reason in `why`, if the rdata is malformed.
+std::optional<ZoneRecord> canonical_record(const ZoneRecord& rr, std::string& why);
+
+/// The RR type's mnemonic ("CNAME", "TYPE65280").
+std::string type_name(std::uint16_t type);
 
 /// Diagnostics kept per zone; further ones are counted in a final summary.
 inline constexpr std::size_t kMaxDiagnostics = 1000;

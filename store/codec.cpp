@@ -2,7 +2,9 @@
 // (layouts documented in codec.hpp and at the top of store.cpp).
 #include "store/codec.hpp"
 
+#include <algorithm>
 #include <stdexcept>
+#include <string>
 
 namespace dnsfw::store::codec {
 
@@ -13,6 +15,9 @@ constexpr std::uint8_t kZoneRecordV1 = 1;
 constexpr std::uint16_t kTagCounts = 1;
 constexpr std::uint16_t kTagPrefixes = 2;
 constexpr std::uint16_t kTagPolicy = 3;
+constexpr std::uint16_t kTagJournalBytes = 4;
+constexpr std::uint8_t kJournalVersion = 1;
+constexpr std::uint8_t kStatusVersion = 1;
 /// Zone policy, optional second flags byte: bit 1 = override_local_data false,
 /// bit 2 = a clients list follows (u16 count | count x 17-byte IP key).
 constexpr std::uint8_t kFlags2KeepLocalData = 1;
@@ -194,6 +199,9 @@ std::vector<std::uint8_t> encode_zone_record(const ZoneInfo& info) {
     }
     append_tlv(out, kTagPrefixes, prefixes);
     append_tlv(out, kTagPolicy, encode_policy(info.policy));
+    std::vector<std::uint8_t> bound(8);
+    put_u64(bound.data(), info.journal_max_bytes);
+    append_tlv(out, kTagJournalBytes, bound);
     return out;
 }
 
@@ -207,6 +215,7 @@ std::optional<ZoneInfo> decode_zone_record(std::span<const std::uint8_t> apex,
     const std::uint8_t* p = value.data();
     ZoneInfo info;
     info.name = rpz::name_to_text(apex);
+    info.journal_max_bytes = kDefaultJournalBytes;
     info.id = get_u32(p + 1);
     info.order = get_u32(p + 5);
     info.serial = get_u32(p + 9);
@@ -247,6 +256,9 @@ std::optional<ZoneInfo> decode_zone_record(std::span<const std::uint8_t> apex,
             if (!pol) return std::nullopt;
             info.policy = std::move(*pol);
             seen |= 4;
+        } else if (tag == kTagJournalBytes) {
+            if (len != 8) return std::nullopt;
+            info.journal_max_bytes = get_u64(body.data());
         }
     }
     if (v1) {
@@ -257,6 +269,183 @@ std::optional<ZoneInfo> decode_zone_record(std::span<const std::uint8_t> apex,
     }
     if (info.id == 0) return std::nullopt;
     return info;
+}
+
+// ---------------------------------------------------------------------------
+// Journal entries and status records
+
+namespace {
+
+void append_u64(std::vector<std::uint8_t>& out, std::uint64_t v) {
+    append_u32(out, static_cast<std::uint32_t>(v >> 32));
+    append_u32(out, static_cast<std::uint32_t>(v));
+}
+
+void append_bytes16(std::vector<std::uint8_t>& out, std::span<const std::uint8_t> b,
+                    const char* what) {
+    if (b.size() > 0xFFFF) throw std::length_error(std::string(what) + " longer than 65535 octets");
+    append_u16(out, static_cast<std::uint16_t>(b.size()));
+    out.insert(out.end(), b.begin(), b.end());
+}
+
+void append_rrs(std::vector<std::uint8_t>& out, const std::vector<rpz::ZoneRecord>& rrs) {
+    if (rrs.size() > 0xFFFFFFFFu) throw std::length_error("too many journal records");
+    append_u32(out, static_cast<std::uint32_t>(rrs.size()));
+    for (const rpz::ZoneRecord& rr : rrs) {
+        if (rr.owner.size() > 255) throw std::length_error("journal record owner too long");
+        out.push_back(static_cast<std::uint8_t>(rr.owner.size()));
+        out.insert(out.end(), rr.owner.begin(), rr.owner.end());
+        append_u16(out, rr.type);
+        append_u32(out, rr.ttl);
+        append_bytes16(out, rr.rdata, "journal record rdata");
+    }
+}
+
+/// Bounds-checked big-endian reader over a byte span.
+class Reader {
+public:
+    explicit Reader(std::span<const std::uint8_t> b) noexcept : b_(b) {}
+    bool ok() const noexcept { return ok_; }
+    bool at_end() const noexcept { return i_ == b_.size(); }
+    std::size_t left() const noexcept { return b_.size() - i_; }
+    std::uint8_t u8() noexcept { return need(1) ? b_[i_++] : 0; }
+    std::uint16_t u16() noexcept { return need(2) ? adv(get_u16(b_.data() + i_), 2) : 0; }
+    std::uint32_t u32() noexcept { return need(4) ? adv(get_u32(b_.data() + i_), 4) : 0; }
+    std::uint64_t u64() noexcept { return need(8) ? adv(get_u64(b_.data() + i_), 8) : 0; }
+    std::span<const std::uint8_t> bytes(std::size_t n) noexcept {
+        if (!need(n)) return {};
+        auto out = b_.subspan(i_, n);
+        i_ += n;
+        return out;
+    }
+    /// Skips TLV extensions to the end; false if their framing is broken.
+    bool skip_extensions() noexcept {
+        while (ok_ && !at_end()) {
+            u16();
+            bytes(u16());
+        }
+        return ok_;
+    }
+
+private:
+    bool need(std::size_t n) noexcept {
+        if (!ok_ || b_.size() - i_ < n) ok_ = false;
+        return ok_;
+    }
+    template <typename T>
+    T adv(T v, std::size_t n) noexcept {
+        i_ += n;
+        return v;
+    }
+    std::span<const std::uint8_t> b_;
+    std::size_t i_ = 0;
+    bool ok_ = true;
+};
+
+bool read_rrs(Reader& r, std::vector<rpz::ZoneRecord>& out) {
+    const std::uint32_t n = r.u32();
+    // Each RR takes at least 10 octets: refuse counts the value cannot hold.
+    if (!r.ok() || n > r.left() / 10) return false;
+    out.reserve(n);
+    for (std::uint32_t i = 0; i < n; ++i) {
+        rpz::ZoneRecord rr;
+        auto owner = r.bytes(r.u8());
+        rr.owner.assign(owner.begin(), owner.end());
+        rr.type = r.u16();
+        rr.ttl = r.u32();
+        auto rd = r.bytes(r.u16());
+        rr.rdata.assign(rd.begin(), rd.end());
+        if (!r.ok() || rpz::name_wire_length(rr.owner) != rr.owner.size() || rr.owner.empty())
+            return false;
+        out.push_back(std::move(rr));
+    }
+    return true;
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> encode_journal_entry(const JournalEntry& e) {
+    std::vector<std::uint8_t> out;
+    out.reserve(64 + e.from_soa_rdata.size() + e.to_soa_rdata.size() +
+                (e.removed.size() + e.added.size()) * 48);
+    out.push_back(kJournalVersion);
+    append_u32(out, e.from_serial);
+    append_u32(out, e.to_serial);
+    append_u64(out, e.time);
+    append_u32(out, e.from_soa_ttl);
+    append_bytes16(out, e.from_soa_rdata, "SOA rdata");
+    append_u32(out, e.to_soa_ttl);
+    append_bytes16(out, e.to_soa_rdata, "SOA rdata");
+    append_rrs(out, e.removed);
+    append_rrs(out, e.added);
+    return out;
+}
+
+bool journal_head(std::span<const std::uint8_t> value, std::uint32_t& from,
+                  std::uint32_t& to) noexcept {
+    if (value.size() < kJournalHeadSize || value[0] != kJournalVersion) return false;
+    from = get_u32(value.data() + 1);
+    to = get_u32(value.data() + 5);
+    return true;
+}
+
+std::optional<JournalEntry> decode_journal_entry(std::span<const std::uint8_t> value) {
+    Reader r(value);
+    if (r.u8() != kJournalVersion) return std::nullopt;
+    JournalEntry e;
+    e.from_serial = r.u32();
+    e.to_serial = r.u32();
+    e.time = r.u64();
+    e.from_soa_ttl = r.u32();
+    auto from_soa = r.bytes(r.u16());
+    e.from_soa_rdata.assign(from_soa.begin(), from_soa.end());
+    e.to_soa_ttl = r.u32();
+    auto to_soa = r.bytes(r.u16());
+    e.to_soa_rdata.assign(to_soa.begin(), to_soa.end());
+    if (!r.ok() || !read_rrs(r, e.removed) || !read_rrs(r, e.added) || !r.skip_extensions())
+        return std::nullopt;
+    return e;
+}
+
+std::vector<std::uint8_t> encode_status(const ZoneStatus& st) {
+    std::vector<std::uint8_t> out;
+    out.push_back(kStatusVersion);
+    append_u64(out, st.last_attempt);
+    append_u64(out, st.last_success);
+    append_u64(out, st.last_failure);
+    append_u64(out, st.transfers_full);
+    append_u64(out, st.transfers_incremental);
+    append_u64(out, st.transfers_failed);
+    append_u64(out, st.updates);
+    append_u32(out, st.primary_serial);
+    append_u64(out, st.next_check);
+    for (const std::string* s : {&st.last_error, &st.last_source}) {
+        const std::size_t n = std::min<std::size_t>(s->size(), 0xFFFF);
+        append_u16(out, static_cast<std::uint16_t>(n));
+        out.insert(out.end(), s->begin(), s->begin() + static_cast<long>(n));
+    }
+    return out;
+}
+
+std::optional<ZoneStatus> decode_status(std::span<const std::uint8_t> value) {
+    Reader r(value);
+    if (r.u8() != kStatusVersion) return std::nullopt;
+    ZoneStatus st;
+    st.last_attempt = r.u64();
+    st.last_success = r.u64();
+    st.last_failure = r.u64();
+    st.transfers_full = r.u64();
+    st.transfers_incremental = r.u64();
+    st.transfers_failed = r.u64();
+    st.updates = r.u64();
+    st.primary_serial = r.u32();
+    st.next_check = r.u64();
+    for (std::string* s : {&st.last_error, &st.last_source}) {
+        auto b = r.bytes(r.u16());
+        s->assign(b.begin(), b.end());
+    }
+    if (!r.ok() || !r.skip_extensions()) return std::nullopt;
+    return st;
 }
 
 }  // namespace dnsfw::store::codec

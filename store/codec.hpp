@@ -30,6 +30,10 @@ inline constexpr std::uint32_t kOldestFormatVersion = 1;
 inline constexpr const char* kMetaDb = "meta";
 inline constexpr const char* kZonesDb = "zones";
 inline constexpr const char* kRulesDb = "rules";
+/// Added after format 2 without a format bump (older code ignores them);
+/// writers create them at open, readers open them when present.
+inline constexpr const char* kJournalDb = "journal";
+inline constexpr const char* kStatusDb = "status";
 /// Named databases the environment is sized for (meta, zones, rules, and
 /// room for journals and status tables of later formats).
 inline constexpr unsigned kMaxDbs = 16;
@@ -120,6 +124,8 @@ bool is_wildcard_key(std::span<const std::uint8_t> key) noexcept;
 ///                           = ZonePolicy::clients, present iff flags2 bit 2]] —
 ///                           flags2 is written only when non-zero; absent = 0
 ///                           (records written before it existed)
+///   tag 4  journal bound:   u64 ZoneInfo::journal_max_bytes (optional; absent =
+///                           kDefaultJournalBytes: records written before it existed)
 /// A version-1 record has none of them: counts = all QNAME, no prefixes,
 /// ZonePolicy{}.
 /// All integers big-endian. `info.name` is not stored (it is the key).
@@ -129,5 +135,39 @@ std::vector<std::uint8_t> encode_zone_record(const ZoneInfo& info);
 /// info.name). nullopt if malformed or of an unknown version.
 std::optional<ZoneInfo> decode_zone_record(std::span<const std::uint8_t> apex,
                                            std::span<const std::uint8_t> value);
+
+/// Journal key: u32 BE zone id | u64 BE sequence (1, 2, ... per zone id).
+inline constexpr std::size_t kJournalKeySize = 12;
+inline void make_journal_key(std::uint8_t* out, std::uint32_t zone_id, std::uint64_t seq) noexcept {
+    put_u32(out, zone_id);
+    put_u64(out + 4, seq);
+}
+
+/// Journal entry (value of the "journal" database):
+///   u8 version(=1) | u32 from_serial | u32 to_serial | u64 time |
+///   u32 from_soa_ttl | u16 len | from_soa_rdata | u32 to_soa_ttl | u16 len |
+///   to_soa_rdata | u32 n_removed | n x RR | u32 n_added | n x RR |
+///   extensions (TLV, readers skip unknown tags)
+///   RR = u8 owner_len | owner (wire) | u16 type | u32 ttl | u16 rdlen | rdata
+/// Throws std::length_error if an owner or rdata does not fit its length field.
+std::vector<std::uint8_t> encode_journal_entry(const JournalEntry& e);
+/// Decodes a journal entry; nullopt if malformed or of an unknown version.
+std::optional<JournalEntry> decode_journal_entry(std::span<const std::uint8_t> value);
+/// Size of the fixed head of a journal entry that journal_head() reads.
+inline constexpr std::size_t kJournalHeadSize = 9;
+/// from_serial and to_serial of an encoded entry without decoding it;
+/// false if too short or of an unknown version.
+bool journal_head(std::span<const std::uint8_t> value, std::uint32_t& from,
+                  std::uint32_t& to) noexcept;
+
+/// Status record (value of the "status" database; key = zone apex wire):
+///   u8 version(=1) | u64 last_attempt | u64 last_success | u64 last_failure |
+///   u64 transfers_full | u64 transfers_incremental | u64 transfers_failed |
+///   u64 updates | u32 primary_serial | u64 next_check | u16 len | last_error |
+///   u16 len | last_source | extensions (TLV, readers skip unknown tags)
+/// Strings longer than 65535 octets are truncated.
+std::vector<std::uint8_t> encode_status(const ZoneStatus& st);
+/// nullopt if malformed or of an unknown version.
+std::optional<ZoneStatus> decode_status(std::span<const std::uint8_t> value);
 
 }  // namespace dnsfw::store::codec

@@ -15,8 +15,7 @@
 //      "generation"    -> u64 BE  +1 on every committed change.
 //      "next_zone_id"  -> u32 BE  next zone id to allocate (ids are never
 //                         reused, so a new id sorts after every live one).
-//      reserved: "status/<name>" for status records (last load result, feed
-//      state) of later versions.
+//      (status records live in their own "status" table, below)
 //
 //  "zones" — one record per policy zone:
 //      key   = zone apex, wire format, lower-case
@@ -27,6 +26,8 @@
 //              bytes; readers skip unknown tags). Version 2 requires:
 //              tag 1 per-trigger rule counts, tag 2 the prefix lengths present
 //              per IP trigger, tag 3 the rpz::ZonePolicy (layouts in codec.hpp).
+//              Optional: tag 4 u64 journal_max_bytes (absent = 64 MiB, the
+//              default, for records written before it existed).
 //              Version 1 records (no TLVs) read as: all rules QNAME, default
 //              policy.
 //      `order` is the precedence position, dense 1..N. `id` is the prefix of
@@ -49,12 +50,30 @@
 //      All of a zone's rules are one contiguous key range; within it,
 //      trigger order then owner-key order (= rpz parser's sort order).
 //
-// Reserved for later formats (no change needed to the above):
-//  "journal" — per-zone deltas for IXFR-like incremental updates:
-//      key = u32 BE zone id | u32 BE serial | u32 BE sequence -> delta record
-//      (add/delete of one rule). Applied deltas would be written into
-//      "rules" under the zone's *current* id in the same write txn.
-//  "status"  — per-zone load/refresh status records (errors, last attempt).
+//  "journal" — per-zone history for IXFR (Store::apply_delta appends,
+//      Store::journal_since reads). Added after format 2 without a format
+//      bump: older code ignores the table; writers create it at open.
+//      key   = u32 BE zone id | u64 BE sequence (1, 2, ... per zone id)
+//      value = u8 version(1) | u32 from_serial | u32 to_serial | u64 time |
+//              u32 from_soa_ttl | u16 len | from SOA rdata | u32 to_soa_ttl |
+//              u16 len | to SOA rdata | u32 n | n x RR removed | u32 n |
+//              n x RR added | TLVs; RR = u8 len | owner wire | u16 type |
+//              u32 ttl | u16 len | rdata (codec.hpp)
+//      Keyed by zone id, not apex: replace_zone (new id) deletes the old id's
+//      range in its txn, and even a stale entry could never be read as the
+//      new content's history. A zone's entries total at most its
+//      journal_max_bytes (keys + values); apply_delta drops the oldest ones
+//      past that in the same txn. journal_since walks back from the newest
+//      entry while each entry's to_serial is the next one's from_serial.
+//
+//  "status" — per-zone transfer/update bookkeeping (Store::put_status).
+//      key   = zone apex, wire format, lower-case (the zone need not exist)
+//      value = u8 version(1) | u64 last_attempt | u64 last_success |
+//              u64 last_failure | u64 transfers_full | u64 transfers_incremental
+//              | u64 transfers_failed | u64 updates | u32 primary_serial |
+//              u64 next_check | u16 len | last_error | u16 len | last_source |
+//              TLVs (codec.hpp). A status write is its own txn and does NOT
+//              bump meta/generation (it is not a policy change).
 //
 // Query cost: checking a name against one zone is at most one point read
 // (mdb_get) per label: the exact key, then key(ancestor)+"\1*" for each
@@ -68,6 +87,12 @@
 // one write txn. Readers (MVCC) see the old zone or the new one, never a mix,
 // and never wait. Freed pages are reused only once no reader still holds a
 // snapshot older than the commit, so a replace needs room for both copies.
+//
+// Incremental updates: apply_delta edits the zone's rules in place under
+// its current id (deletes, then puts), updates the zone record (serial, SOA,
+// counts; prefix lengths and wildcard depths only grow until the next
+// replace), appends and trims the journal and bumps the generation — one
+// write txn, so readers again see before or after, never between.
 //
 // Concurrency: one writer process at a time (LMDB's writer lock; a second
 // `dnsfw zone load` waits for the first). The environment is opened with
@@ -91,7 +116,6 @@ namespace {
 
 constexpr unsigned kMaxReaders = 1022;
 constexpr mdb_mode_t kFileMode = 0664;  // group-writable lock.mdb: resolver user may differ
-constexpr std::size_t kGrowthQuantum = std::size_t{1} << 20;
 
 std::string missing_store_text(const std::string& path) {
     return "store " + path + ": No such file or directory (create it with `dnsfw zone load`)";
@@ -111,23 +135,6 @@ int put_meta_uint(MDB_txn* txn, MDB_dbi dbi, std::string_view key, std::uint64_t
     MDB_val k{key.size(), const_cast<char*>(key.data())};
     MDB_val d{width, buf};
     return mdb_put(txn, dbi, &k, &d, 0);
-}
-
-rpz::Name lower_wire(std::span<const std::uint8_t> wire) {
-    rpz::Name out(wire.begin(), wire.end());
-    // Lower-case label bytes only (length octets are < 64, never 'A'..'Z'
-    // but skip them anyway for clarity).
-    for (std::size_t i = 0; i < out.size() && out[i] != 0; i += 1 + std::size_t{out[i]}) {
-        for (std::size_t j = i + 1; j <= i + out[i] && j < out.size(); ++j)
-            if (out[j] >= 'A' && out[j] <= 'Z') out[j] = static_cast<std::uint8_t>(out[j] + 32);
-    }
-    return out;
-}
-
-std::uint64_t unix_now() {
-    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
-                                          std::chrono::system_clock::now().time_since_epoch())
-                                          .count());
 }
 
 /// Deletes every "rules" entry of zone `id`. Returns an LMDB error code.
@@ -165,44 +172,6 @@ int renumber_and_write(MDB_txn* txn, MDB_dbi zones_dbi, std::vector<StoredZone>&
         if (int rc = mdb_put(txn, zones_dbi, &k, &d, 0); rc != 0) return rc;
     }
     return 0;
-}
-
-/// Runs `body(txn)` in one write transaction and commits. On MDB_MAP_FULL the
-/// transaction is aborted, the map grown (by at least `growth_hint` bytes)
-/// and the whole body re-run. Any other failure throws StoreError and
-/// leaves the store unchanged. `body` returns an LMDB code; it may also
-/// throw StoreError for logical errors.
-template <typename Body>
-void run_write(Store::Impl& s, std::string_view what, std::size_t growth_hint, Body&& body) {
-    std::lock_guard<std::mutex> writer(s.write_mutex);
-    int resized = 0;
-    for (;;) {
-        lmdb::Txn txn;
-        int rc = txn.begin(s.env.get(), 0);
-        if (rc == MDB_MAP_RESIZED && resized++ < 8) {
-            s.resize_map(0, what);  // another process grew the file: adopt its size
-            continue;
-        }
-        if (rc != 0) throw_error(s.path, what, rc);
-        rc = body(txn.get());
-        if (rc == 0) rc = txn.commit();
-        if (rc == 0) return;
-        txn.abort();
-        if (rc != MDB_MAP_FULL) throw_error(s.path, what, rc);
-
-        MDB_envinfo info;
-        mdb_env_info(s.env.get(), &info);
-        const std::size_t cur = info.me_mapsize;
-        const std::size_t max = s.options.max_map_size;
-        if (cur >= max) {
-            throw StoreError(error_text(s.path, what, rc) + " (map size " + std::to_string(cur) +
-                                 " bytes reached max_map_size " + std::to_string(max) + ")",
-                             rc);
-        }
-        std::size_t want = std::max(cur * 2, cur + growth_hint);
-        want = (want + kGrowthQuantum - 1) / kGrowthQuantum * kGrowthQuantum;
-        s.resize_map(std::min(want, max), what);
-    }
 }
 
 }  // namespace
@@ -327,6 +296,23 @@ void upgrade_format(Store::Impl& s) {
     s.format_version = codec::kFormatVersion;
 }
 
+/// Opens "journal" and "status" in `txn` if they exist (with `create`:
+/// creates them; `txn` must then be a write txn). The caller commits.
+void open_optional_tables(Store::Impl& s, MDB_txn* txn, bool create) {
+    const unsigned flags = create ? unsigned{MDB_CREATE} : 0u;
+    int rc = 0;
+    if (!s.has_journal_dbi) {
+        rc = mdb_dbi_open(txn, codec::kJournalDb, flags, &s.journal_dbi);
+        if (rc == 0) s.has_journal_dbi = true;
+        if (rc != 0 && rc != MDB_NOTFOUND) throw_error(s.path, "opening table journal", rc);
+    }
+    if (!s.has_status_dbi) {
+        rc = mdb_dbi_open(txn, codec::kStatusDb, flags, &s.status_dbi);
+        if (rc == 0) s.has_status_dbi = true;
+        if (rc != 0 && rc != MDB_NOTFOUND) throw_error(s.path, "opening table status", rc);
+    }
+}
+
 /// Opens the three tables in `txn` (which the caller commits, making the
 /// handles live for the environment) and checks the format version. With
 /// `init`, a store with no "meta" table is initialised — but only if the
@@ -345,6 +331,8 @@ void open_tables(Store::Impl& s, MDB_txn* txn, bool init) {
         rc = mdb_dbi_open(txn, codec::kMetaDb, create, &s.meta_dbi);
         if (rc == 0) rc = mdb_dbi_open(txn, codec::kZonesDb, create, &s.zones_dbi);
         if (rc == 0) rc = mdb_dbi_open(txn, codec::kRulesDb, create, &s.rules_dbi);
+        if (rc == 0) rc = mdb_dbi_open(txn, codec::kJournalDb, create, &s.journal_dbi);
+        if (rc == 0) rc = mdb_dbi_open(txn, codec::kStatusDb, create, &s.status_dbi);
         if (rc == 0)
             rc = put_meta_uint(txn, s.meta_dbi, codec::kMetaFormat, codec::kFormatVersion, 4);
         if (rc == 0) rc = put_meta_uint(txn, s.meta_dbi, codec::kMetaGeneration, 0, 8);
@@ -352,6 +340,8 @@ void open_tables(Store::Impl& s, MDB_txn* txn, bool init) {
             rc = put_meta_uint(txn, s.meta_dbi, codec::kMetaNextZoneId, codec::kFirstZoneId, 4);
         if (rc != 0) throw_error(s.path, "initialising", rc);
         s.format_version = codec::kFormatVersion;
+        s.has_journal_dbi = true;
+        s.has_status_dbi = true;
         return;
     }
     if (rc == MDB_NOTFOUND) throw StoreError(not_a_store_text(s.path, "no meta/format record"));
@@ -375,6 +365,7 @@ void open_tables(Store::Impl& s, MDB_txn* txn, bool init) {
     if (rc == 0) rc = mdb_dbi_open(txn, codec::kRulesDb, 0, &s.rules_dbi);
     if (rc == MDB_NOTFOUND) throw StoreError(not_a_store_text(s.path, "missing zones/rules table"));
     if (rc != 0) throw_error(s.path, "opening tables", rc);
+    open_optional_tables(s, txn, false);
 }
 
 }  // namespace
@@ -440,6 +431,17 @@ Store Store::open(const std::string& path, const OpenOptions& options) {
     }
     if (rc != 0) throw_error(path, "cannot open", rc);
     if (writer && impl->format_version < codec::kFormatVersion) upgrade_format(*impl);
+    if (writer && !(impl->has_journal_dbi && impl->has_status_dbi)) {
+        // A store written before the journal and status tables existed:
+        // create them once (older dnsfw versions ignore them).
+        Store::Impl& s = *impl;
+        run_write(s, "create journal and status tables", 64u << 10, [&](MDB_txn* t) -> int {
+            s.has_journal_dbi = false;  // a retried txn re-opens the handles it lost
+            s.has_status_dbi = false;
+            open_optional_tables(s, t, true);
+            return 0;
+        });
+    }
     return Store(std::move(impl));
 }
 
@@ -597,10 +599,14 @@ ZoneInfo Store::replace_zone(const rpz::Zone& zone, std::optional<std::uint32_t>
 
         std::size_t pos = zones.size();  // default: a new zone goes last
         rpz::ZonePolicy kept;  // a reload keeps the zone's settings
+        info.journal_max_bytes = kDefaultJournalBytes;
         if (old_pos) {
             kept = zones[*old_pos].info.policy;
+            info.journal_max_bytes = zones[*old_pos].info.journal_max_bytes;
             if (int rc = delete_zone_rules(txn, s.rules_dbi, zones[*old_pos].info.id); rc != 0)
                 return rc;
+            // The old history does not lead to the new content.
+            if (int rc = s.delete_journal(txn, zones[*old_pos].info.id); rc != 0) return rc;
             pos = *old_pos;  // replacing keeps the position
             zones.erase(zones.begin() + static_cast<std::ptrdiff_t>(*old_pos));
         }
@@ -657,8 +663,14 @@ bool Store::remove_zone(const std::string& name) {
                                [&](const StoredZone& z) { return z.apex == *wire; });
         if (it == zones.end()) return 0;  // nothing to do; the empty txn commits
         if (int rc = delete_zone_rules(txn, s.rules_dbi, it->info.id); rc != 0) return rc;
+        if (int rc = s.delete_journal(txn, it->info.id); rc != 0) return rc;
         MDB_val k = lmdb::to_val(it->apex);
         if (int rc = mdb_del(txn, s.zones_dbi, &k, nullptr); rc != 0) return rc;
+        if (s.has_status_dbi) {
+            MDB_val sk = lmdb::to_val(it->apex);
+            if (int rc = mdb_del(txn, s.status_dbi, &sk, nullptr); rc != 0 && rc != MDB_NOTFOUND)
+                return rc;
+        }
         zones.erase(it);
         if (int rc = renumber_and_write(txn, s.zones_dbi, zones, zones.size()); rc != 0) return rc;
         const std::uint64_t generation = s.read_meta_uint(txn, codec::kMetaGeneration, 8);

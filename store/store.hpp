@@ -23,6 +23,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace dnsfw::store {
@@ -33,12 +34,16 @@ class StoreError : public std::runtime_error {
 public:
     StoreError(const std::string& what, int mdb_code = 0)
         : std::runtime_error(what), code_(mdb_code) {}
-    /// The LMDB error code (e.g. MDB_MAP_FULL), or 0.
+    /// The LMDB error code (e.g. MDB_MAP_FULL), kSerialMismatch, or 0.
     int code() const noexcept { return code_; }
 
 private:
     int code_;
 };
+
+/// StoreError::code() of apply_delta when the stored serial is not the
+/// delta's from_serial (someone else changed the zone first).
+inline constexpr int kSerialMismatch = -100000;
 
 /// What the store records about one zone.
 struct ZoneInfo {
@@ -59,6 +64,53 @@ struct ZoneInfo {
     std::array<std::bitset<129>, 8> prefix_lengths{};
     /// The zone's settings (override, TTL cap, recursive-only, ...).
     rpz::ZonePolicy policy;
+    /// Upper bound of the zone's journal in bytes (oldest entries are
+    /// dropped past it); 0 = keep no history. Default kDefaultJournalBytes.
+    std::uint64_t journal_max_bytes = 0;
+};
+
+/// Default journal bound of a zone: 64 MiB.
+inline constexpr std::uint64_t kDefaultJournalBytes = std::uint64_t{64} << 20;
+
+/// One journal entry: the change of a zone from serial `from_serial` to
+/// `to_serial`, in RR form (as an IXFR difference sequence carries it).
+struct JournalEntry {
+    std::uint32_t from_serial = 0;
+    std::uint32_t to_serial = 0;
+    std::uint64_t time = 0;                    ///< unix seconds of the commit
+    std::uint32_t from_soa_ttl = 0;
+    std::vector<std::uint8_t> from_soa_rdata;  ///< the SOA before
+    std::uint32_t to_soa_ttl = 0;
+    std::vector<std::uint8_t> to_soa_rdata;    ///< the SOA after
+    std::vector<rpz::ZoneRecord> removed;      ///< RRs deleted (apex SOA excluded)
+    std::vector<rpz::ZoneRecord> added;        ///< RRs added (apex SOA excluded)
+};
+
+/// An incremental change to one stored zone (Store::apply_delta).
+struct ZoneDelta {
+    std::string zone;                    ///< presentation, trailing dot optional, any case
+    std::uint32_t from_serial = 0;       ///< must equal the stored serial
+    std::uint32_t to_serial = 0;         ///< the serial after (from the new SOA)
+    std::uint32_t soa_ttl = 0;           ///< the new SOA
+    std::vector<std::uint8_t> soa_rdata;
+    rpz::RuleDelta changes;              ///< rules to remove / add or replace, and their RR form
+};
+
+/// Transfer and update bookkeeping of one zone (Store::put_status), shown by
+/// `dnsfw status`. Times are unix seconds, 0 = never.
+struct ZoneStatus {
+    std::uint64_t last_attempt = 0;
+    std::uint64_t last_success = 0;
+    std::uint64_t last_failure = 0;
+    std::string last_error;       ///< reason of the last failure ("" = none yet)
+    std::string last_source;      ///< e.g. "IXFR from 127.0.0.1:5301", "zone push", "UPDATE from 127.0.0.1"
+    std::uint64_t transfers_full = 0;
+    std::uint64_t transfers_incremental = 0;
+    std::uint64_t transfers_failed = 0;
+    std::uint64_t updates = 0;    ///< deltas applied by zone push / RFC 2136 UPDATE
+    std::uint32_t primary_serial = 0;  ///< last serial seen at the primary (secondaries)
+    std::uint64_t next_check = 0;      ///< when the daemon will next query the primary
+    bool operator==(const ZoneStatus&) const = default;
 };
 
 struct OpenOptions {
@@ -115,6 +167,9 @@ public:
     /// cannot grow, or a malformed rule key. Returns the stored record.
     /// The zone's settings: `policy` if given, else those of the zone being
     /// replaced (ZonePolicy{} for a new zone).
+    /// A replace clears the zone's journal (its history no longer leads to
+    /// the new content: IXFR clients get the whole zone) and keeps its
+    /// journal bound; a new zone gets kDefaultJournalBytes.
     ZoneInfo replace_zone(const rpz::Zone& zone, std::optional<std::uint32_t> order = {},
                           const std::optional<rpz::ZonePolicy>& policy = {});
 
@@ -124,6 +179,42 @@ public:
     /// (Cname override without a target, an EDE code not in 15,16,17,18,4).
     /// Returns the stored record.
     ZoneInfo set_zone_policy(const std::string& name, const rpz::ZonePolicy& policy);
+
+    /// Applies `delta` to its zone in ONE write transaction: removes the
+    /// rules of changes.removed, writes changes.upserted (replacing a stored
+    /// rule of the same key), sets the new serial and SOA, updates the rule
+    /// counts and the per-trigger facts (prefix lengths and wildcard depths
+    /// only grow until the next replace_zone — extra probes, never a missed
+    /// rule), appends a JournalEntry (from the RR form in `changes`, trimmed
+    /// to the zone's journal_max_bytes, oldest first) and bumps the
+    /// generation. Readers see the zone before or after, never between.
+    /// Throws StoreError (nothing changed) if the zone is missing, the stored
+    /// serial is not delta.from_serial (code kSerialMismatch), a rule key is
+    /// malformed, or LMDB fails (e.g. MDB_MAP_FULL after growth failed).
+    ZoneInfo apply_delta(const ZoneDelta& delta);
+
+    /// The journal entries that lead from `serial` to the zone's current
+    /// serial, oldest first: empty if `serial` is current, nullopt if the
+    /// journal does not reach back to `serial` (trimmed, or the zone was
+    /// replaced since) — the caller then sends the whole zone. Throws
+    /// StoreError if the zone is missing.
+    std::optional<std::vector<JournalEntry>> journal_since(const std::string& zone,
+                                                           std::uint32_t serial) const;
+
+    /// Sets the journal bound of zone `name` (trims at once if needed), one
+    /// write transaction, generation not bumped. Throws StoreError if missing.
+    ZoneInfo set_journal_limit(const std::string& name, std::uint64_t max_bytes);
+
+    /// Records the status of zone `name` (which need not exist in the store
+    /// yet, e.g. before its first transfer succeeds) in its own small write
+    /// transaction; does not bump the generation. Throws StoreError.
+    void put_status(const std::string& name, const ZoneStatus& status);
+
+    /// The recorded status of zone `name`, if any.
+    std::optional<ZoneStatus> status(const std::string& name) const;
+
+    /// Every recorded status, by zone name (presentation, lower-case, trailing dot).
+    std::vector<std::pair<std::string, ZoneStatus>> statuses() const;
 
     /// Removes a zone and its rules in one transaction. False if absent.
     bool remove_zone(const std::string& name);

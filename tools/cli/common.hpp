@@ -47,6 +47,13 @@ const CommandSpec& lookup_spec();
 int lookup(const Args& args);
 const CommandSpec& resolver_spec();
 int resolver(const Args& args);
+// Issue 4: incremental updates (zone_push.cpp, status.cpp, xfrd_client.cpp).
+const CommandSpec& zone_push_spec();
+int zone_push(const Args& args);
+const CommandSpec& status_spec();
+int status(const Args& args);
+const CommandSpec& xfrd_spec();
+int xfrd(const Args& args);
 
 /// Opens an existing store. A missing directory or a directory that is not a
 /// store becomes a CommandError that says how to create one.

@@ -3,8 +3,8 @@
 //
 // This file only dispatches: it finds the subcommand from the leading words
 // of argv, parses the rest against that command's spec and turns exceptions
-// into messages and exit codes. Commands live in zone.cpp, lookup.cpp and
-// resolver.cpp.
+// into messages and exit codes. Commands live in zone.cpp, zone_push.cpp,
+// lookup.cpp, explain.cpp, status.cpp, resolver.cpp and xfrd_client.cpp.
 #include "args.hpp"
 #include "common.hpp"
 
@@ -30,12 +30,15 @@ namespace {
 
 constexpr std::array kCommands{
     Command{"zone load", &zone_load_spec, &zone_load},
+    Command{"zone push", &zone_push_spec, &zone_push},
     Command{"zone set", &zone_set_spec, &zone_set},
     Command{"zone list", &zone_list_spec, &zone_list},
     Command{"zone remove", &zone_remove_spec, &zone_remove},
     Command{"lookup", &lookup_spec, &lookup},
     Command{"explain", &explain_spec, &explain},
+    Command{"status", &status_spec, &status},
     Command{"resolver", &resolver_spec, &resolver},
+    Command{"xfrd", &xfrd_spec, &xfrd},
 };
 
 std::size_t word_count(std::string_view words) {
@@ -61,7 +64,8 @@ void print_overview(std::ostream& os, std::string_view prefix) {
     if (prefix.empty()) {
         os << "usage: dnsfw <command> [options] [args]\n\n"
               "dnsfw " DNSFW_VERSION " — a DNS firewall: RPZ policy zones in an LMDB store,\n"
-              "enforced by an Unbound module.\n";
+              "enforced by an Unbound module, kept up to date by zone loads and pushes or by\n"
+              "the dnsfw-xfrd daemon (zone transfers, NOTIFY, RFC 2136 UPDATE).\n";
     } else {
         os << "usage: dnsfw " << prefix << " <command> [options] [args]\n";
     }
@@ -76,7 +80,8 @@ void print_overview(std::ostream& os, std::string_view prefix) {
     os << "\nRun 'dnsfw <command> --help' for a command's options.\n";
     if (prefix.empty()) {
         os << "\nexit codes:\n"
-              "  0  success ('lookup': whether or not the name matched)\n"
+              "  0  success ('lookup': whether or not the name matched; 'zone push': also\n"
+              "     'no change'; 'xfrd': the daemon's reply ended with 'ok')\n"
               "  1  the command failed (unreadable file, store error, nothing loaded, ...)\n"
               "  2  bad command line\n"
               "  'resolver' exits with Unbound's status once Unbound has started\n"

@@ -1,23 +1,19 @@
 // `dnsfw zone load|set|list|remove`: manage the policy zones of a store and
 // their settings (rpz::ZonePolicy).
 #include "common.hpp"
+#include "zone_input.hpp"
 
 #include "rpz/rpz.hpp"
 #include "store/store.hpp"
 
 #include <nlohmann/json.hpp>
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <ctime>
 #include <iomanip>
 #include <iostream>
-#include <iterator>
 #include <sstream>
 
 namespace dnsfw::cli {
@@ -34,48 +30,6 @@ std::string format_seconds(double s) {
     std::ostringstream os;
     os << std::fixed << std::setprecision(s < 10 ? 2 : 1) << s << " s";
     return os.str();
-}
-
-/// Validates a zone name given on the command line and returns its wire form.
-rpz::Name parse_zone_name(const std::string& text) {
-    auto name = rpz::name_from_text(text);
-    if (!name) throw UsageError("--zone: '" + text + "' is not a valid domain name");
-    if (rpz::name_label_count(*name) == 0) {
-        throw UsageError("--zone: a policy zone cannot be the root zone");
-    }
-    return *name;
-}
-
-/// Writes `serial` into uncompressed SOA rdata (MNAME, RNAME, SERIAL, ...),
-/// so a synthesised or overridden serial is also what the SOA says. Leaves
-/// malformed rdata alone.
-void set_soa_serial(std::vector<std::uint8_t>& rdata, std::uint32_t serial) {
-    std::span<const std::uint8_t> rest(rdata);
-    std::size_t mname = rpz::name_wire_length(rest);
-    if (mname == 0) return;
-    std::size_t rname = rpz::name_wire_length(rest.subspan(mname));
-    if (rname == 0) return;
-    std::size_t at = mname + rname;
-    if (rdata.size() < at + 20) return;
-    for (int i = 0; i < 4; ++i) {
-        rdata[at + static_cast<std::size_t>(i)] =
-            static_cast<std::uint8_t>(serial >> (24 - 8 * i));
-    }
-}
-
-/// Prints diagnostics as "file:line: error|warning: message" on stderr, at
-/// most `cap` of them, then a count of the rest.
-void print_diagnostics(const std::vector<rpz::Diagnostic>& diags, std::size_t cap) {
-    std::size_t shown = 0;
-    for (const auto& d : diags) {
-        if (shown == cap) break;
-        std::cerr << d.to_string() << "\n";
-        ++shown;
-    }
-    if (diags.size() > shown) {
-        std::cerr << "... and " << diags.size() - shown << " more (" << diags.size()
-                  << " diagnostics in total; raise --max-diagnostics to see them)\n";
-    }
 }
 
 /// The zone-setting options shared by `zone load` and `zone set`.
@@ -287,6 +241,9 @@ int zone_set(const Args& args);
 const CommandSpec& zone_load_spec() {
     static const CommandSpec spec = [] {
         CommandSpec c = zone_load_spec_base();
+        // The input options (shared with `zone push`) go after --zone.
+        auto inputs = zone_input_options();
+        c.options.insert(c.options.begin() + 2, inputs.begin(), inputs.end());
         for (auto& o : policy_options()) c.options.push_back(o);
         c.summary += "\nZone settings (--policy ... --clients): a reload keeps the zone's current\n"
                      "settings except those given; a new zone starts from the defaults.";
@@ -308,16 +265,11 @@ const CommandSpec& zone_load_spec_base() {
         {
             {"store", "DIR", "store directory (created if missing)", false, true},
             {"zone", "NAME", "policy zone name, e.g. threat-intel.rpz", false, true},
-            {"format", "FORMAT", "rpz (default), list (one domain or URL per line) or hosts"},
-            {"action", "ACTION",
-             "list/hosts only: nxdomain (default), nodata, passthru, drop or tcp-only"},
-            {"subdomains", "", "list/hosts only: also match every subdomain of each name"},
             {"order", "N", "precedence position (1 = checked first); default: last for a new "
                            "zone, unchanged on reload"},
             {"serial", "N", "serial to record (default: the SOA's for rpz, the current unix "
                             "time for list/hosts)"},
             {"allow-empty", "", "store the zone even if it has no rules"},
-            {"max-diagnostics", "N", "print at most N diagnostics (default 50)"},
         },
         1,
         1,
@@ -337,62 +289,19 @@ int zone_load(const Args& args) {
     const std::string file = args.positional().at(0);
     const rpz::Name zone_name = parse_zone_name(zone_text);
 
-    rpz::InputFormat format = rpz::InputFormat::Rpz;
-    if (auto f = args.value("format")) {
-        auto parsed = rpz::format_from_string(*f);
-        if (!parsed) throw UsageError("--format: expected rpz, list or hosts, got '" + *f + "'");
-        format = *parsed;
-    }
-    rpz::ListOptions list_options;
-    if (auto a = args.value("action")) {
-        auto parsed = rpz::action_from_string(*a);
-        if (!parsed || *parsed == rpz::Action::LocalData) {
-            throw UsageError("--action: expected nxdomain, nodata, passthru, drop or tcp-only, "
-                             "got '" + *a + "'");
-        }
-        list_options.action = *parsed;
-    }
-    list_options.include_subdomains = args.flag("subdomains");
-    if (format == rpz::InputFormat::Rpz && (args.value("action") || args.flag("subdomains"))) {
-        throw UsageError("--action and --subdomains apply to --format list or hosts only (an "
-                         "RPZ file states its own actions and wildcards)");
-    }
+    const ZoneInputOptions input_options = parse_zone_input_options(args);
+    const rpz::InputFormat format = input_options.format;
     auto order = args.number("order", 1, 0xffffffffu);
     auto serial_opt = args.number("serial", 0, 0xffffffffu);
     // Zone settings: validated now (a usage error must not wait for the parse).
     rpz::ZonePolicy flags_check;
     const bool policy_given = apply_policy_options(args, flags_check);
-    auto cap = args.number("max-diagnostics", 0, 1'000'000).value_or(50);
 
-    const bool from_stdin = file == "-";
-    // The parser only says "cannot open"; say why.
-    if (!from_stdin && ::access(file.c_str(), R_OK) != 0) {
-        throw CommandError("cannot read '" + file + "': " + std::strerror(errno));
-    }
-    const auto t0 = Clock::now();
-    rpz::Zone zone;
-    try {
-        if (from_stdin) {
-            std::string text{std::istreambuf_iterator<char>(std::cin), {}};
-            if (std::cin.bad()) throw CommandError("cannot read standard input");
-            zone = rpz::parse_zone_text(text, "<stdin>", zone_name, format, list_options);
-        } else {
-            zone = rpz::parse_zone_file(file, zone_name, format, list_options);
-        }
-    } catch (const CommandError&) {
-        throw;
-    } catch (const std::exception& e) {
-        std::string what = e.what();
-        throw CommandError(what.find(file) == std::string::npos ? file + ": " + what : what);
-    }
-    const double parse_s = seconds_since(t0);
-
-    std::size_t errors = 0;
-    std::size_t warnings = 0;
-    for (const auto& d : zone.diagnostics) {
-        (d.severity == rpz::Diagnostic::Severity::Error ? errors : warnings) += 1;
-    }
-    print_diagnostics(zone.diagnostics, cap);
+    ZoneInput input = read_zone_input(file, zone_name, input_options);
+    rpz::Zone& zone = input.zone;
+    const double parse_s = input.parse_seconds;
+    const std::size_t errors = input.errors;
+    const std::size_t warnings = input.warnings;
 
     const std::string name = rpz::name_to_text(zone.name.empty() ? zone_name : zone.name);
     if (zone.rules.empty() && !args.flag("allow-empty")) {
@@ -419,8 +328,8 @@ int zone_load(const Args& args) {
             auto previous = st.zone(name);
             // Serial arithmetic (RFC 1982): past 2^32-1 the next serial is 1;
             // 0 is kept for "no serial".
-            const auto next = [](std::uint32_t v) { return v == 0xffffffffu ? 1u : v + 1; };
-            zone.serial = previous && previous->serial >= now ? next(previous->serial) : now;
+            zone.serial =
+                previous && previous->serial >= now ? next_serial(previous->serial) : now;
             serial_note = format == rpz::InputFormat::Rpz ? ", no SOA: load time" : "";
         }
         set_soa_serial(zone.soa_rdata, zone.serial);
@@ -461,23 +370,31 @@ const CommandSpec& zone_set_spec() {
     static const CommandSpec spec = [] {
         CommandSpec c{
             "dnsfw zone set",
-            "change the settings of a zone (policy override, TTL cap, ...)",
-            "",
+            "change the settings of a zone (policy override, TTL cap, journal size, ...)",
+            "[NAME]",
             "Change the settings of a zone already in the store, in one transaction\n"
             "(rules untouched; running resolvers apply the change at their next query).\n"
-            "Settings not given keep their current value.",
+            "Settings not given keep their current value. The zone is named by --zone\n"
+            "or by the operand NAME.\n"
+            "--journal-size bounds the zone's history of changes (what IXFR clients of\n"
+            "dnsfw-xfrd are served from); the oldest entries are dropped past it, at once\n"
+            "if the journal is already bigger. 0 keeps no history.",
             {
                 {"store", "DIR", "store directory", false, true},
-                {"zone", "NAME", "zone to change", false, true},
+                {"zone", "NAME", "zone to change (or give NAME as the operand)"},
+                {"journal-size", "BYTES",
+                 "bytes of change history kept for IXFR (suffix K, M, G = KiB, MiB, GiB; "
+                 "default of a new zone 64M; 0 = none)"},
             },
             0,
-            0,
+            1,
             "examples:\n"
             "  dnsfw zone set --store var/store --zone test.rpz --policy disabled\n"
             "  dnsfw zone set --store var/store --zone ads.rpz --policy cname "
             "--policy-cname walled.example.net\n"
             "  dnsfw zone set --store var/store --zone tif.rpz --max-policy-ttl 60 --ede 17\n"
             "  dnsfw zone set --store var/store --zone internal.rpz --clients 192.0.0.0/8,10.1.0.0/16\n"
+            "  dnsfw zone set --store var/store threat.rpz --journal-size 256M\n"
             "\nexit: 0 changed, 1 no such zone or store error, 2 bad command line.\n",
         };
         for (auto& o : policy_options()) c.options.push_back(o);
@@ -487,25 +404,46 @@ const CommandSpec& zone_set_spec() {
 }
 
 int zone_set(const Args& args) {
-    const std::string name = rpz::name_to_text(parse_zone_name(*args.value("zone")));
+    const auto zone_opt = args.value("zone");
+    if (zone_opt && !args.positional().empty())
+        throw UsageError("name the zone once: --zone NAME or the operand NAME, not both");
+    if (!zone_opt && args.positional().empty())
+        throw UsageError("missing zone: give --zone NAME or the operand NAME");
+    const std::string name = rpz::name_to_text(
+        zone_opt ? parse_zone_name(*zone_opt) : parse_zone_name(args.positional()[0], "NAME"));
     rpz::ZonePolicy check;
-    if (!apply_policy_options(args, check))
+    const bool policy_given = apply_policy_options(args, check);
+    std::optional<std::uint64_t> journal_size;
+    if (auto v = args.value("journal-size")) journal_size = parse_byte_size("journal-size", *v);
+    if (!policy_given && !journal_size)
         throw UsageError("nothing to set: give at least one of --policy, --policy-cname, "
                          "--max-policy-ttl, --recursive-only, --break-dnssec, --ede, --ede-text, "
-                         "--log, --add-soa, --override-local-data, --clients");
+                         "--log, --add-soa, --override-local-data, --clients, --journal-size");
     auto st = open_existing_store(*args.value("store"), true);
     store::ZoneInfo info;
     try {
         auto current = st.zone(name);
         if (!current) throw CommandError("zone " + name + " is not in store " + st.path());
-        rpz::ZonePolicy p = current->policy;
-        apply_policy_options(args, p);
-        info = st.set_zone_policy(name, p);
+        info = *current;
+        if (policy_given) {
+            rpz::ZonePolicy p = current->policy;
+            apply_policy_options(args, p);
+            info = st.set_zone_policy(name, p);
+        }
+        if (journal_size) info = st.set_journal_limit(name, *journal_size);
     } catch (const store::StoreError& e) {
         throw CommandError(std::string("store: ") + e.what() + " (zone " + name + " not changed)");
     }
-    std::cout << "zone " << info.name << ": policy " << policy_text(info.policy) << ", "
-              << settings_text(info.policy) << "\n";
+    if (policy_given) {
+        std::cout << "zone " << info.name << ": policy " << policy_text(info.policy) << ", "
+                  << settings_text(info.policy) << "\n";
+    }
+    if (journal_size) {
+        std::cout << "zone " << info.name << ": journal size " << format_bytes(info.journal_max_bytes)
+                  << (info.journal_max_bytes == 0 ? " (no history kept: IXFR clients get the whole zone)"
+                                                  : "")
+                  << "\n";
+    }
     return kExitOk;
 }
 

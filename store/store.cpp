@@ -103,6 +103,10 @@
 #include "store/codec.hpp"
 #include "store/impl.hpp"
 
+#include <sys/statvfs.h>
+
+#include <cerrno>
+
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -184,6 +188,17 @@ std::string error_text(const std::string& path, std::string_view what, int rc) {
     if (rc != 0) {
         out += ": ";
         out += mdb_strerror(rc);
+        // LMDB reports a short write (what a full file system usually gives)
+        // as EIO: say what the file system has left, so an operator sees why.
+        if (rc == EIO || rc == ENOSPC || rc == EDQUOT) {
+            struct statvfs fs {};
+            if (::statvfs(path.c_str(), &fs) == 0) {
+                const unsigned long long avail =
+                    static_cast<unsigned long long>(fs.f_bavail) * fs.f_frsize;
+                out += " (file system of " + path + ": " + std::to_string(avail) +
+                       " bytes available" + (avail < (1ull << 20) ? ", FULL" : "") + ")";
+            }
+        }
     }
     return out;
 }

@@ -102,7 +102,7 @@ nlohmann::json row_json(const Row& r, std::uint64_t now) {
     j["last_failure_utc"] = time_json(s.last_failure);
     j["last_error"] = s.last_error;
     // The zone is failing right now if its last failure is after its last success.
-    j["failing"] = s.last_failure != 0 && s.last_failure >= s.last_success;
+    j["failing"] = s.last_failure != 0 && s.last_failure > s.last_success;
     j["last_source"] = s.last_source;
     j["transfers"] = {{"full", s.transfers_full},
                       {"incremental", s.transfers_incremental},
@@ -190,7 +190,7 @@ int status(const Args& args) {
     std::vector<std::string> notes;
     for (const Row& r : rows) {
         const store::ZoneStatus s = r.status.value_or(store::ZoneStatus{});
-        const bool failing = s.last_failure != 0 && s.last_failure >= s.last_success;
+        const bool failing = s.last_failure != 0 && s.last_failure > s.last_success;
         std::string failure = when_text(s.last_failure, now);
         if (failing) failure += " FAILING";
         cells.push_back({

@@ -164,7 +164,9 @@ __attribute__((visibility("default"))) void inform_super(module_qstate* qstate, 
 
 __attribute__((visibility("default"))) void clear(module_qstate* qstate, int id) {
     try {
-        dnsfw::module::handle_clear(qstate, id);
+        ModuleState* state =
+            qstate != nullptr ? dnsfw::module::state_of(qstate->env, id) : nullptr;
+        dnsfw::module::handle_clear(state, qstate, id);
     } catch (...) {
         log_err("dnsfw: clear: unexpected exception");
     }

@@ -44,12 +44,12 @@ void append_ips(const packed_rrset_data* d, std::uint16_t type, std::span<rpz::I
 }
 
 /// Addresses of `ns` in the RRset cache.
-void cached_addresses(module_env* env, std::span<const std::uint8_t> ns,
+void cached_addresses(rrset_cache* cache, std::time_t now, std::span<const std::uint8_t> ns,
                       std::span<rpz::IpAddress> out, std::size_t& n) noexcept {
     for (const std::uint16_t type : {std::uint16_t{LDNS_RR_TYPE_A}, std::uint16_t{LDNS_RR_TYPE_AAAA}}) {
         ub_packed_rrset_key* k =
-            rrset_cache_lookup(env->rrset_cache, const_cast<std::uint8_t*>(ns.data()), ns.size(),
-                               type, LDNS_RR_CLASS_IN, 0, *env->now, 0);
+            rrset_cache_lookup(cache, const_cast<std::uint8_t*>(ns.data()), ns.size(), type,
+                               LDNS_RR_CLASS_IN, 0, now, 0);
         if (k == nullptr) continue;
         append_ips(data_of(k), type, out, n);
         lock_rw_unlock(&k->entry.lock);
@@ -106,18 +106,19 @@ std::size_t collect_answer_ips(const reply_info* rep, std::span<const std::uint8
     return n;
 }
 
-void collect_delegation(module_env* env, regional* region, std::span<const std::uint8_t> name,
+void collect_delegation(rrset_cache* cache, std::time_t now, regional* region,
+                        std::span<const std::uint8_t> name,
                         std::span<std::span<const std::uint8_t>> names, std::size_t& n_names,
                         std::span<rpz::IpAddress> ips, std::size_t& n_ips) noexcept {
     n_names = 0;
     n_ips = 0;
-    if (env == nullptr || env->rrset_cache == nullptr || rpz::name_wire_length(name) == 0) return;
+    if (cache == nullptr || rpz::name_wire_length(name) == 0) return;
     std::size_t offset = 0;
     for (;;) {
         const std::span<const std::uint8_t> cut = name.subspan(offset);
         ub_packed_rrset_key* k =
-            rrset_cache_lookup(env->rrset_cache, const_cast<std::uint8_t*>(cut.data()), cut.size(),
-                               LDNS_RR_TYPE_NS, LDNS_RR_CLASS_IN, 0, *env->now, 0);
+            rrset_cache_lookup(cache, const_cast<std::uint8_t*>(cut.data()), cut.size(),
+                               LDNS_RR_TYPE_NS, LDNS_RR_CLASS_IN, 0, now, 0);
         if (k != nullptr) {
             const std::size_t first = n_names;
             const packed_rrset_data* d = data_of(k);
@@ -130,7 +131,9 @@ void collect_delegation(module_env* env, regional* region, std::span<const std::
             }
             lock_rw_unlock(&k->entry.lock);
             // Addresses after the NS RRset's lock is released (one lock at a time).
-            for (std::size_t i = first; i < n_names; ++i) cached_addresses(env, names[i], ips, n_ips);
+            for (std::size_t i = first; i < n_names; ++i) {
+                cached_addresses(cache, now, names[i], ips, n_ips);
+            }
         }
         if (cut.size() <= 1) break;  // the root
         offset += static_cast<std::size_t>(cut[0]) + 1;

@@ -4,7 +4,7 @@
 // addresses) of the zone cuts above each chain link, read from Unbound's
 // RRset cache.
 //
-// Everything is noexcept and allocates only in the query's region.
+// Everything is noexcept and allocates only in the given region.
 #pragma once
 
 #include "module/unbound.hpp"
@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <ctime>
 #include <optional>
 #include <span>
 
@@ -49,7 +50,11 @@ std::size_t collect_answer_ips(const reply_info* rep, std::span<const std::uint8
 /// ancestor, the root included), and the cached A/AAAA addresses of those
 /// name servers. NS names are copied into `region`. `names`/`ips` receive
 /// at most their size; the counts are returned through n_names / n_ips.
-void collect_delegation(module_env* env, regional* region, std::span<const std::uint8_t> name,
+/// RRsets whose TTL ended before `now` are skipped. Takes one RRset read
+/// lock at a time (Unbound's locks only), so any thread may call it while
+/// the cache exists.
+void collect_delegation(rrset_cache* cache, std::time_t now, regional* region,
+                        std::span<const std::uint8_t> name,
                         std::span<std::span<const std::uint8_t>> names, std::size_t& n_names,
                         std::span<rpz::IpAddress> ips, std::size_t& n_ips) noexcept;
 

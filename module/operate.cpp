@@ -8,6 +8,7 @@
 #include "module/watch.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <ctime>
 #include <new>
@@ -26,6 +27,7 @@ struct QueryState {
         Passed,      ///< passed on to the next module under store `generation`
         WaitTarget,  ///< waits for the resolution of a redirect target
         TargetDone,  ///< the target's result is in `target` / `target_rcode`
+        Anchor,      ///< a refresh query anchoring the cache sweep (sweep.hpp)
     };
     Phase phase = Phase::Passed;
     std::uint64_t generation = 0;          ///< store generation of the decision (Passed)
@@ -51,7 +53,19 @@ struct QueryState {
     bool guard = false;
     /// qstate->no_cache_store before guard_cache() set it.
     bool saved_no_cache_store = false;
+    /// Anchor: the outstanding wake-up query (nullptr once its reply or
+    /// timeout was delivered), and how many were sent.
+    outbound_entry* wakeup = nullptr;
+    std::uint32_t wakeups = 0;
+    /// Anchor: the wake-up query's name ("w<n>" + kRefreshSuffix), in the
+    /// query's region, rewritten for each query (Unbound copies it).
+    std::uint8_t* wake_name = nullptr;
 };
+
+/// An anchor gives up after this many wake-up queries (about a minute of
+/// sweeping at one per 20 ms); the maintenance thread then has the next
+/// refresh query anchor the rest of the sweep.
+constexpr std::uint32_t kMaxWakeups = 3000;
 
 /// Everything the answer builders need about the applied policy.
 struct Applied {
@@ -455,9 +469,107 @@ void answer_local_data(module_qstate* qstate, int id, const Applied& a) noexcept
     answer_negative(qstate, id, a, LDNS_RCODE_NOERROR);  // NODATA
 }
 
-/// The worker's slot, brought up to date; sweeps the message cache if this
-/// thread is the first to see a new store generation. nullptr while
-/// unprotected (fail-open) or if the thread is unknown.
+/// The fallback sweep: this resolver thread sweeps the whole message cache
+/// itself (and answers nothing else meanwhile).
+void sweep_here(ModuleState& state, module_env* env, const WorkerSlot& slot) noexcept {
+    timespec t0{};
+    timespec t1{};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const SweepResult r = remove_policed_answers(env, slot);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    state.note_swept(slot.generation);
+    const auto us = (t1.tv_sec - t0.tv_sec) * 1'000'000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+    state.log_sweep(slot.generation, slot.snapshot->zone_count(), r,
+                    std::chrono::microseconds(us), "resolver thread");
+}
+
+/// Sends the anchor's next wake-up query to the maintenance thread
+/// ("w<n>.refresh.dnsfw.internal. A"); its reply comes as
+/// module_event_reply (or module_event_noreply).
+bool send_wakeup(ModuleState& state, module_qstate* qstate, QueryState& qs) noexcept {
+    const RefreshTarget& to = state.wake_address();
+    if (to.len == 0) return false;
+    char label[16];
+    std::size_t l = 0;
+    label[l++] = 'w';
+    std::uint32_t v = qs.wakeups;
+    char digits[12];
+    std::size_t d = 0;
+    do {
+        digits[d++] = static_cast<char>('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (d > 0) label[l++] = digits[--d];
+    const std::size_t len = 1 + l + sizeof kRefreshSuffix;
+    if (qs.wake_name == nullptr) {
+        qs.wake_name = static_cast<std::uint8_t*>(
+            regional_alloc(qstate->region, 1 + sizeof label + sizeof kRefreshSuffix));
+        if (qs.wake_name == nullptr) return false;
+    }
+    std::uint8_t* name = qs.wake_name;
+    name[0] = static_cast<std::uint8_t>(l);
+    std::memcpy(name + 1, label, l);
+    std::memcpy(name + 1 + l, kRefreshSuffix, sizeof kRefreshSuffix);
+    qs.wakeup = dnsfw_ub_send_wakeup(qstate, name, len, kRefreshSuffix, sizeof kRefreshSuffix,
+                                     &to.addr, to.len);
+    if (qs.wakeup == nullptr) return false;
+    ++qs.wakeups;
+    return true;
+}
+
+/// The refresh query of a store change that still has to be swept for:
+/// park it as the sweep's anchor (sweep.hpp). False if it is not needed
+/// (no sweep due, another anchor, fallback mode) or failed to start; the
+/// caller then answers it at once.
+bool anchor_sweep(ModuleState& state, module_qstate* qstate, int id,
+                  const WorkerSlot& slot) noexcept {
+    if (!state.anchor_wanted() || state.worker_sweeps(slot.generation)) return false;
+    auto* qs = static_cast<QueryState*>(regional_alloc(qstate->region, sizeof(QueryState)));
+    if (qs == nullptr) return false;
+    new (qs) QueryState{};
+    qs->phase = QueryState::Phase::Anchor;
+    if (!state.sweep_gate().anchor(qs, {qstate->env->msg_cache, qstate->env->rrset_cache})) {
+        return false;  // another resolver thread anchors it
+    }
+    qstate->minfo[id] = qs;
+    if (send_wakeup(state, qstate, *qs)) {
+        qstate->ext_state[id] = module_wait_reply;
+        return true;
+    }
+    state.sweep_gate().release(qs);
+    qstate->minfo[id] = nullptr;
+    state.fall_back_to_worker_sweep(
+        "Unbound could not send a query to the maintenance thread's loopback socket");
+    if (state.worker_sweeps(slot.generation) && state.claim_sweep(slot.generation)) {
+        sweep_here(state, qstate->env, slot);
+    }
+    return false;
+}
+
+/// The refresh query's answer (the module answers it itself; never resolved).
+void refuse(module_qstate* qstate, int id) noexcept {
+    qstate->return_msg = nullptr;
+    qstate->return_rcode = LDNS_RCODE_REFUSED;
+    qstate->ext_state[id] = module_finished;
+}
+
+/// The anchor's wake-up query was answered (or timed out): wait on while
+/// the sweep is due, else end the anchor and answer the refresh query.
+void anchor_woken(ModuleState& state, module_qstate* qstate, int id, QueryState& qs) noexcept {
+    qs.wakeup = nullptr;  // delivered: nothing to stop any more
+    if (state.anchor_wanted() && qs.wakeups < kMaxWakeups && send_wakeup(state, qstate, qs)) {
+        qstate->ext_state[id] = module_wait_reply;
+        return;
+    }
+    state.sweep_gate().release(&qs);
+    qstate->minfo[id] = nullptr;
+    refuse(qstate, id);
+}
+
+/// The worker's slot, brought up to date; in the fallback mode sweeps the
+/// message cache if this thread is the first to see a new store
+/// generation. nullptr while unprotected (fail-open) or if the thread is
+/// unknown.
 WorkerSlot* current_slot(ModuleState& state, module_qstate* qstate) noexcept {
     Protection* protection = state.protection();
     if (protection == nullptr) return nullptr;
@@ -476,26 +588,8 @@ WorkerSlot* current_slot(ModuleState& state, module_qstate* qstate) noexcept {
         qstate->env->unique_mesh = 0;
         slot->set_unique_mesh = false;
     }
-    if (state.claim_sweep(slot->generation)) {
-        timespec t0{};
-        timespec t1{};
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        const SweepResult r = remove_policed_answers(qstate->env, *slot);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        const auto us = (t1.tv_sec - t0.tv_sec) * 1'000'000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
-        const LogLevel level = r.complete ? LogLevel::Info : LogLevel::Error;
-        if (state.log().enabled(level)) {
-            try {
-                state.log()(level, "store generation " + std::to_string(slot->generation) + ": " +
-                                       std::to_string(slot->snapshot->zone_count()) +
-                                       " active zone(s); removed " + std::to_string(r.removed) +
-                                       " of " + std::to_string(r.examined) +
-                                       " cached answers, policed now (" + std::to_string(us) +
-                                       " us)" +
-                                       (r.complete ? "" : "; OUT OF MEMORY: sweep incomplete"));
-            } catch (...) {
-            }
-        }
+    if (state.worker_sweeps(slot->generation) && state.claim_sweep(slot->generation)) {
+        sweep_here(state, qstate->env, *slot);
     }
     return slot;
 }
@@ -583,11 +677,11 @@ rpz::Query make_query(const module_qstate* qstate, const dnsfw_ub_client& client
 void police(ModuleState& state, module_qstate* qstate, int id) noexcept {
     WorkerSlot* slot = current_slot(state, qstate);
     if (is_refresh_name({qstate->qinfo.qname, qstate->qinfo.qname_len})) {
-        // The maintenance thread's wake-up call (watch.hpp): already served
-        // by current_slot(); never resolved.
-        qstate->return_msg = nullptr;
-        qstate->return_rcode = LDNS_RCODE_REFUSED;
-        qstate->ext_state[id] = module_finished;
+        // The maintenance thread's wake-up call (watch.hpp): the snapshot
+        // was refreshed by current_slot(); anchor the sweep if one is due;
+        // never resolved.
+        if (slot != nullptr && anchor_sweep(state, qstate, id, *slot)) return;
+        refuse(qstate, id);
         return;
     }
     if (qstate->qinfo.qclass != LDNS_RR_CLASS_IN) {
@@ -640,18 +734,23 @@ void uncache_chain(module_qstate* qstate, std::span<const ChainLink> links) noex
 /// iterator/validator would have: only RRsets (`rrsets_only`), or the
 /// message under the query's question (with its RRsets). Like them, only
 /// for recursive (RD) queries and only a NOERROR/NXDOMAIN answer.
-void store_guarded(module_qstate* qstate, const QueryState& qs, bool rrsets_only) noexcept {
-    if (!qs.guard || qs.saved_no_cache_store) return;
+/// Returns true if it stored something.
+bool store_guarded(module_qstate* qstate, const QueryState& qs, bool rrsets_only) noexcept {
+    if (!qs.guard || qs.saved_no_cache_store) return false;
     const dns_msg* msg = qstate->return_msg;
-    if (msg == nullptr || msg->rep == nullptr || qstate->return_rcode != LDNS_RCODE_NOERROR) return;
-    if (!rrsets_only && (qstate->query_flags & BIT_RD) == 0) return;
+    if (msg == nullptr || msg->rep == nullptr || qstate->return_rcode != LDNS_RCODE_NOERROR) {
+        return false;
+    }
+    if (!rrsets_only && (qstate->query_flags & BIT_RD) == 0) return false;
     const int rcode = FLAGS_GET_RCODE(msg->rep->flags);
-    if (rcode != LDNS_RCODE_NOERROR && rcode != LDNS_RCODE_NXDOMAIN) return;
+    if (rcode != LDNS_RCODE_NOERROR && rcode != LDNS_RCODE_NXDOMAIN) return false;
     if (!dns_cache_store(qstate->env, &qstate->qinfo, msg->rep, rrsets_only ? 1 : 0,
                          qstate->prefetch_leeway, 0, nullptr, qstate->query_flags,
                          qstate->qstarttime)) {
         log_err("dnsfw: out of memory storing an answer in the cache");
+        return false;
     }
+    return true;
 }
 
 /// A passed-on query came back resolved: evaluate the response-stage
@@ -707,8 +806,9 @@ void resolved(ModuleState& state, module_qstate* qstate, int id, const QueryStat
         if (slot->ns_rules) {
             std::size_t n_names = 0;
             std::size_t n_ips = 0;
-            collect_delegation(qstate->env, qstate->region, links[i].name, {ns_names, kMaxNsNames},
-                               n_names, {ns_ips, kMaxNsIps}, n_ips);
+            collect_delegation(qstate->env->rrset_cache, *qstate->env->now, qstate->region,
+                               links[i].name, {ns_names, kMaxNsNames}, n_names,
+                               {ns_ips, kMaxNsIps}, n_ips);
             facts.ns_names = {ns_names, n_names};
             facts.ns_ips = {ns_ips, n_ips};
         }
@@ -750,8 +850,15 @@ void resolved(ModuleState& state, module_qstate* qstate, int id, const QueryStat
     // hits never reach this module).
     if (slot->client_ip_rules || held_back) {
         uncache_chain(qstate, chain);
-    } else {
-        store_guarded(qstate, qs, false);
+    } else if (store_guarded(qstate, qs, false)) {
+        // Decided under slot->generation. If the store changed since, a
+        // sweep for the new generation may already have passed this
+        // entry's hash bin: take the answer out again (the next query is
+        // decided afresh). See module/README.md, "Why no stale answer
+        // survives a sweep".
+        const std::uint64_t decided = slot->generation;
+        slot->sync();
+        if (slot->generation != decided) remove_cached_answer(qstate);
     }
     qstate->ext_state[id] = module_finished;
 }
@@ -769,6 +876,12 @@ void handle_operate(ModuleState& state, module_qstate* qstate, module_ev event, 
             qstate->ext_state[id] = module_wait_subquery;
             return;
         }
+        if (qs->phase == QueryState::Phase::Anchor) {
+            // Still waiting for its wake-up query (or, with none out, send one).
+            if (qs->wakeup == nullptr) return anchor_woken(state, qstate, id, *qs);
+            qstate->ext_state[id] = module_wait_reply;
+            return;
+        }
         qstate->ext_state[id] = module_wait_module;  // Passed: pass on again
         return;
     case module_event_moddone:
@@ -778,6 +891,15 @@ void handle_operate(ModuleState& state, module_qstate* qstate, module_ev event, 
             return resolved(state, qstate, id, *qs);
         }
         qstate->ext_state[id] = module_finished;
+        return;
+    case module_event_reply:
+    case module_event_noreply:
+    case module_event_capsfail:
+        // Only an anchor sends queries of its own (its wake-up query).
+        if (qs != nullptr && qs->phase == QueryState::Phase::Anchor) {
+            return anchor_woken(state, qstate, id, *qs);
+        }
+        qstate->ext_state[id] = module_error;
         return;
     default:
         qstate->ext_state[id] = module_error;
@@ -838,8 +960,19 @@ int handle_outgoing_query(module_qstate* qstate, int id) noexcept {
     return 1;
 }
 
-void handle_clear(module_qstate* qstate, int id) noexcept {
-    if (qstate != nullptr) qstate->minfo[id] = nullptr;
+void handle_clear(ModuleState* state, module_qstate* qstate, int id) noexcept {
+    if (qstate == nullptr) return;
+    auto* qs = static_cast<QueryState*>(qstate->minfo[id]);
+    if (qs != nullptr && qs->phase == QueryState::Phase::Anchor) {
+        // The anchor goes (Unbound deletes the query state: finished early,
+        // jostled out, flushed, or the worker is being deleted on a reload
+        // or stop, before any cache is): stop the wake-up query, and make
+        // the maintenance thread let go of the caches before returning.
+        if (qs->wakeup != nullptr) dnsfw_ub_stop_wakeup(qs->wakeup);
+        qs->wakeup = nullptr;
+        if (state != nullptr) state->sweep_gate().release(qs);
+    }
+    qstate->minfo[id] = nullptr;
 }
 
 }  // namespace dnsfw::module

@@ -3,7 +3,8 @@
 // Decision into an answer (or pass the query on to the next module).
 //
 // Everything here is noexcept and runs on the resolver thread that owns the
-// query; the only locks are Unbound's own. No disk I/O apart from reading
+// query; the only locks are Unbound's own (and, for the maintenance
+// thread's refresh queries only, the sweep gate's: sweep.hpp). No disk I/O apart from reading
 // the store's memory map; no heap allocation apart from the query's region
 // (and a one-off rebuild of per-worker caches after a store change).
 #pragma once
@@ -21,8 +22,11 @@ void handle_operate(ModuleState& state, module_qstate* qstate, module_ev event, 
 /// finished; copy its answer into the waiting query's region.
 void handle_inform_super(module_qstate* sub, int id, module_qstate* super) noexcept;
 
-/// clear(): forget the per-query state (it lives in the query's region).
-void handle_clear(module_qstate* qstate, int id) noexcept;
+/// clear(): forget the per-query state (it lives in the query's region);
+/// for a sweep anchor, stop its wake-up query and release the sweep gate
+/// (waits until the maintenance thread no longer uses Unbound's caches).
+/// `state` may be nullptr.
+void handle_clear(ModuleState* state, module_qstate* qstate, int id) noexcept;
 
 /// Unbound's inplace_cb_query_response hook (registered in init through
 /// dynlib's wrapper): called by the iterator for every upstream reply,

@@ -1,6 +1,7 @@
 // dnsfw::module — module-wide state: configuration, the open store with one
 // Snapshot per resolver thread, the hit log, and the maintenance thread
-// (fail-open retries, store-change refresh queries; see watch.hpp).
+// (fail-open retries, store-change refresh queries, and the message-cache
+// sweep after a store change; see watch.hpp and sweep.hpp).
 //
 // Lifetime: created by init() (Unbound's main thread, after it daemonised and
 // dropped privileges), destroyed by deinit() (on stop and on every reload,
@@ -13,12 +14,14 @@
 
 #include "module/config.hpp"
 #include "module/hitlog.hpp"
+#include "module/sweep.hpp"
 #include "module/watch.hpp"
 #include "rpz/rpz.hpp"
 #include "store/store.hpp"
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -118,9 +121,35 @@ public:
     /// with fail-open).
     HitLog* hit_log() noexcept { return hit_log_.get(); }
     std::size_t workers() const noexcept { return workers_; }
-    /// True for exactly one caller per new store generation (the first that
-    /// reports it): that resolver thread sweeps the message cache.
+    /// The anchor gate of the maintenance thread's cache sweep (sweep.hpp).
+    SweepGate& sweep_gate() noexcept { return gate_; }
+    /// Where a sweep's anchor sends its wake-up queries (the maintenance
+    /// thread's WakeSocket; len 0 if there is none).
+    const RefreshTarget& wake_address() const noexcept { return wake_address_; }
+    /// Whether the message cache still has to be swept for a store
+    /// generation the maintenance thread has seen.
+    bool sweep_wanted() const noexcept {
+        return swept_generation_.load(std::memory_order_acquire) <
+               wanted_generation_.load(std::memory_order_acquire);
+    }
+    /// Whether a sweep is due that the maintenance thread should run: a
+    /// refresh query should anchor it (and an anchor keep waiting).
+    bool anchor_wanted() const noexcept;
+    /// Whether the resolver thread that sees `generation` first must sweep
+    /// the message cache itself (the fallback mode: no refresh target or
+    /// wake-up socket, or no sweep could be anchored for that generation).
+    bool worker_sweeps(std::uint64_t generation) const noexcept;
+    /// Switches the sweep for the generations seen so far to the fallback
+    /// mode (an anchor could not send its wake-up query). Logs once.
+    void fall_back_to_worker_sweep(const char* why) noexcept;
+    /// True for exactly one caller per store generation (the first that
+    /// reports it): in the fallback mode, that resolver thread sweeps.
     bool claim_sweep(std::uint64_t generation) noexcept;
+    /// Records that the message cache was swept for `generation`.
+    void note_swept(std::uint64_t generation) noexcept;
+    /// Logs the result of a sweep pass ("store generation N: ...").
+    void log_sweep(std::uint64_t generation, std::size_t zones, const SweepResult& r,
+                   std::chrono::microseconds took, const char* where) const noexcept;
     /// Approximate heap bytes (for Unbound's get_mem).
     std::size_t memory() const noexcept;
     /// Logs the applied-policy totals (call after the workers stopped).
@@ -130,7 +159,17 @@ private:
     std::unique_ptr<Protection> open_protection() const;
     void publish(std::unique_ptr<Protection> p);
     void report_zones(const Protection& p) const;
+    /// The maintenance thread's own view of the store for sweeping, and
+    /// the sweep in progress.
+    struct Sweeper {
+        std::unique_ptr<WorkerSlot> rules;  ///< own Snapshot: belongs to this thread
+        CacheSweeper cache;
+        std::uint64_t pass_generation = 0;  ///< generation the timed pass is for
+        std::chrono::steady_clock::time_point pass_start{};
+        bool in_pass = false;
+    };
     void maintenance_loop(std::optional<std::uint64_t> initial_generation);
+    void run_sweep(Protection& p, Sweeper& s);
 
     Config config_;
     std::size_t workers_;
@@ -139,7 +178,16 @@ private:
     std::unique_ptr<HitLog> hit_log_;
     std::unique_ptr<Protection> owned_;
     std::atomic<Protection*> protection_{nullptr};
-    std::atomic<std::uint64_t> swept_generation_{0};
+    SweepGate gate_;
+    WakeSocket wake_;  // used by the maintenance thread only
+    RefreshTarget wake_address_;
+    std::atomic<std::uint64_t> wanted_generation_{0};   // seen by the maintenance thread
+    std::atomic<std::uint64_t> swept_generation_{0};    // the cache was swept for it
+    std::atomic<std::uint64_t> claimed_generation_{0};  // fallback: claimed by a worker
+    std::atomic<std::uint64_t> fallback_generation_{0}; // fallback up to this generation
+    std::atomic<bool> workers_sweep_{false};            // fallback for good
+    std::atomic<bool> fallback_logged_{false};
+    std::atomic<bool> stopping_{false};
     DirWatch watch_;
     std::thread maintenance_;  // last: joined before the members above go
 };

@@ -9,6 +9,8 @@
 #include "daemon/worker.h"
 #include "util/net_help.h"
 #include "services/modstack.h"
+#include "services/outbound_list.h"
+#include "services/outside_network.h"
 #include "services/cache/dns.h"
 #include "iterator/iterator.h"
 #include "iterator/iter_resptype.h"
@@ -145,4 +147,33 @@ int dnsfw_ub_response_is_referral(struct module_qstate* qstate,
 		(int)((iq->chase_flags & BIT_RD) || iq->chase_to_rd),
 		response, &iq->qinfo_out, iq->dp);
 	return type == RESPONSE_TYPE_REFERRAL;
+}
+
+struct outbound_entry* dnsfw_ub_send_wakeup(struct module_qstate* qstate,
+	const unsigned char* qname, size_t qname_len, const unsigned char* zone,
+	size_t zone_len, const struct sockaddr_storage* addr, socklen_t addrlen)
+{
+	struct query_info qinfo;
+	struct sockaddr_storage to;
+	int ratelimited = 0;
+	if(!qstate || !qstate->env || !qstate->env->send_query || !addr ||
+		addrlen == 0 || addrlen > (socklen_t)sizeof(to))
+		return NULL;
+	memset(&qinfo, 0, sizeof(qinfo));
+	qinfo.qname = (uint8_t*)qname;
+	qinfo.qname_len = qname_len;
+	qinfo.qtype = LDNS_RR_TYPE_A;
+	qinfo.qclass = LDNS_RR_CLASS_IN;
+	memcpy(&to, addr, (size_t)addrlen);
+	return (*qstate->env->send_query)(&qinfo, 0 /* flags: no RD */,
+		0 /* no DO bit */, 0 /* want_dnssec */, 1 /* nocaps: no 0x20 */,
+		0 /* check_ratelimit */, &to, addrlen, (uint8_t*)zone, zone_len,
+		0 /* tcp_upstream */, 0 /* ssl_upstream */, NULL, qstate,
+		&ratelimited);
+}
+
+void dnsfw_ub_stop_wakeup(struct outbound_entry* e)
+{
+	if(e && e->qsent)
+		outnet_serviced_query_stop(e->qsent, e);
 }

@@ -4,6 +4,7 @@
 #ifndef DNSFW_MODULE_UB_SHIM_H
 #define DNSFW_MODULE_UB_SHIM_H
 
+#include <stddef.h>
 #include <sys/socket.h>
 
 #ifdef __cplusplus
@@ -71,6 +72,27 @@ int dnsfw_ub_listen_address(const struct module_env* env,
  */
 int dnsfw_ub_response_is_referral(struct module_qstate* qstate,
 	struct dns_msg* response);
+
+struct outbound_entry;
+
+/**
+ * Sends one UDP query "qname A IN" (no RD, no DO bit, no 0x20, no rate
+ * limit) to addr through the worker's outside network, on behalf of
+ * qstate (its module then gets module_event_reply, or module_event_noreply
+ * after Unbound's UDP timeout). `zone` is the zone name the infrastructure
+ * cache files the address under. Returns the outbound entry (in
+ * qstate->region), or NULL if the query could not be sent.
+ */
+struct outbound_entry* dnsfw_ub_send_wakeup(struct module_qstate* qstate,
+	const unsigned char* qname, size_t qname_len, const unsigned char* zone,
+	size_t zone_len, const struct sockaddr_storage* addr, socklen_t addrlen);
+
+/**
+ * Stops the outstanding query of dnsfw_ub_send_wakeup() (as the iterator
+ * stops its own queries when a query state is cleared). Only for an entry
+ * whose reply or timeout has not been delivered yet.
+ */
+void dnsfw_ub_stop_wakeup(struct outbound_entry* e);
 
 #ifdef __cplusplus
 }

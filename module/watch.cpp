@@ -102,16 +102,16 @@ bool DirWatch::watch(const std::string& dir) noexcept {
     return watch_fd_ >= 0;
 }
 
-bool DirWatch::wait(int timeout_ms) noexcept {
-    pollfd fds[2] = {{stop_fd_, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
-    const nfds_t n = inotify_fd_ >= 0 ? 2 : 1;
+bool DirWatch::wait(int timeout_ms, int extra_fd) noexcept {
     if (stop_fd_ < 0) {
         ::usleep(static_cast<useconds_t>(timeout_ms) * 1000);
         return true;
     }
-    const int rc = ::poll(fds, n, timeout_ms);
+    pollfd fds[3] = {{stop_fd_, POLLIN, 0}, {inotify_fd_, POLLIN, 0}, {extra_fd, POLLIN, 0}};
+    // Negative descriptors are ignored by poll().
+    const int rc = ::poll(fds, 3, timeout_ms);
     if (rc > 0 && (fds[0].revents & POLLIN) != 0) return false;
-    if (rc > 0 && n == 2 && (fds[1].revents & POLLIN) != 0) {
+    if (rc > 0 && inotify_fd_ >= 0 && (fds[1].revents & POLLIN) != 0) {
         // Drain the events; which file changed does not matter.
         alignas(inotify_event) char buf[4096];
         while (::read(inotify_fd_, buf, sizeof buf) > 0) {

@@ -2,15 +2,15 @@
 //
 // Unbound answers repeated queries from its message cache without calling
 // any module, so after a store change an answer cached earlier would keep
-// bypassing a new rule until its TTL ran out. The module therefore expires
-// the cached answers of every name the new rules police (cache.hpp). That
-// sweep must run on a resolver thread (only there are Unbound's caches
-// guaranteed to exist), and a resolver thread only runs module code for a
-// query that missed the cache. So a background thread watches the store
-// (inotify, plus a short poll) and, when the generation changes, sends
-// Unbound one "refresh query" for a reserved name; the resolver thread that
-// takes it refreshes its snapshot, sweeps the cache and answers REFUSED. The
-// name never leaves the resolver (the module answers it itself).
+// bypassing a new rule until its TTL ran out. The module therefore removes
+// the cached answers of every name the new rules police (cache.hpp). The
+// maintenance thread watches the store (inotify, plus a short poll) and,
+// when the generation changes, sends Unbound one "refresh query" for a
+// reserved name. The resolver thread that takes it refreshes its snapshot
+// and anchors the sweep, which the maintenance thread then runs (sweep.hpp
+// explains why a resolver thread must vouch for Unbound's caches); in the
+// fallback mode that resolver thread sweeps itself. The name never leaves
+// the resolver (the module answers it itself).
 //
 // No Unbound includes.
 #pragma once
@@ -55,9 +55,10 @@ public:
     /// Watches `dir` (replacing an earlier watch). False if it cannot be
     /// watched (e.g. it does not exist yet); wait() then just times out.
     bool watch(const std::string& dir) noexcept;
-    /// Waits up to `timeout_ms` for a change or stop(). Returns false once
-    /// stop() was called.
-    bool wait(int timeout_ms) noexcept;
+    /// Waits up to `timeout_ms` for a change, for input on `extra_fd` (if
+    /// >= 0; not read here) or for stop(). Returns false once stop() was
+    /// called.
+    bool wait(int timeout_ms, int extra_fd = -1) noexcept;
     /// Wakes wait() for good. Any thread; async-signal-safe.
     void stop() noexcept;
 

@@ -128,11 +128,12 @@ std::string type_name(std::uint16_t t) {
 OwnerClass classify_owner_name(const Name& apex, std::span<const std::uint8_t> owner,
                                std::uint16_t type) {
     using Sev = Diagnostic::Severity;
-    const std::string owner_text = name_to_text(owner);
+    // Only problems name the owner: no text for the (many) good ones.
+    const auto owner_text = [owner] { return name_to_text(owner); };
     auto offs = label_offsets(owner);
     if (!in_zone(owner, offs, apex))
         return problem(Sev::Error,
-                       "owner " + owner_text + " is outside zone " + name_to_text(apex),
+                       "owner " + owner_text() + " is outside zone " + name_to_text(apex),
                        "; record ignored");
     if (owner.size() == apex.size()) {
         OwnerClass c;
@@ -149,15 +150,15 @@ OwnerClass classify_owner_name(const Name& apex, std::span<const std::uint8_t> o
     for (Trigger t : {Trigger::ClientIp, Trigger::ResponseIp, Trigger::NsDname, Trigger::NsIp})
         if (label_is(c.rel, last, trigger_label(t))) c.trigger = t;
     if (c.trigger == Trigger::Qname && label_starts_with(c.rel, last, "rpz-"))
-        return problem(Sev::Warning, "unknown rpz- trigger label in " + owner_text, "; skipped");
+        return problem(Sev::Warning, "unknown rpz- trigger label in " + owner_text(), "; skipped");
     for (std::size_t i = 1; i < offs.size(); ++i) {
         if (label_is(c.rel, offs[i], "*"))
-            return problem(Sev::Error,
-                           "'*' is only allowed as the leftmost label: " + owner_text, " skipped");
+            return problem(Sev::Error, "'*' is only allowed as the leftmost label: " + owner_text(),
+                           " skipped");
     }
     if (type == kTypeSoa || type == kTypeNs)
         return problem(Sev::Error, type_name(type) + " below the apex is not policy data: " +
-                                       owner_text, " skipped");
+                                       owner_text(), " skipped");
     // `base`: the name the trigger is about — the owner without the apex
     // and, for the other triggers, without their rpz-* label.
     if (c.trigger == Trigger::Qname) {
@@ -169,7 +170,7 @@ OwnerClass classify_owner_name(const Name& apex, std::span<const std::uint8_t> o
     const std::string what(trigger_title(c.trigger));
     if (c.base.size() == 1)
         return problem(Sev::Error,
-                       what + " owner " + owner_text + " has no " +
+                       what + " owner " + owner_text() + " has no " +
                            (is_ip_trigger(c.trigger) ? "address" : "name") + " before " +
                            std::string(trigger_label(c.trigger)),
                        "; skipped");
@@ -177,7 +178,7 @@ OwnerClass classify_owner_name(const Name& apex, std::span<const std::uint8_t> o
         std::string why;
         auto prefix = parse_rpz_ip_labels(c.base, &why);
         if (!prefix)
-            return problem(Sev::Error, "invalid " + what + " owner " + owner_text + ": " + why,
+            return problem(Sev::Error, "invalid " + what + " owner " + owner_text() + ": " + why,
                            "; record skipped");
         c.key = ip_key(*prefix);
     } else {
@@ -185,10 +186,10 @@ OwnerClass classify_owner_name(const Name& apex, std::span<const std::uint8_t> o
         if (wildcard && c.base.size() == 3) {
             if (c.trigger == Trigger::Qname)
                 return problem(Sev::Error,
-                               "wildcard at the zone apex would match every name: " + owner_text,
+                               "wildcard at the zone apex would match every name: " + owner_text(),
                                " skipped");
             return problem(Sev::Error,
-                           "wildcard " + owner_text + " would match every name server",
+                           "wildcard " + owner_text() + " would match every name server",
                            "; skipped");
         }
         std::span<const std::uint8_t> name(c.base);
@@ -301,7 +302,6 @@ std::optional<Candidate> RecordLoader::candidate(const ZoneRecord& in, std::size
         }
     }
     const ZoneRecord& rr = copy ? *copy : in;
-    const std::string owner_text = name_to_text(rr.owner);
     OwnerClass oc = classify_owner_name(zone_.name, rr.owner, type);
     if (oc.kind == OwnerClass::Kind::Apex) {
         apex(rr, line);
@@ -315,10 +315,10 @@ std::optional<Candidate> RecordLoader::candidate(const ZoneRecord& in, std::size
         return std::nullopt;
     }
 
+    std::string owner_text = name_to_text(rr.owner);
     Candidate c;
     c.trigger = oc.trigger;
     c.key = std::move(oc.key);
-    c.owner_text = owner_text;
     Rule& cand = c.rule;
     cand.ttl = rr.ttl;
     if (type == kTypeCname) {
@@ -337,6 +337,7 @@ std::optional<Candidate> RecordLoader::candidate(const ZoneRecord& in, std::size
         cand.action = Action::LocalData;
         cand.records.push_back(LocalRecord{type, cand.ttl, rr.rdata});
     }
+    c.owner_text = std::move(owner_text);
     return c;
 }
 

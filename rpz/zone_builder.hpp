@@ -4,10 +4,10 @@
 
 #include "rpz/rpz.hpp"
 
-#include <map>
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -17,6 +17,15 @@ namespace dnsfw::rpz::detail {
 /// "one rule per (trigger, key)" invariant: identical duplicates are
 /// tolerated silently, non-CNAME local data of one owner is merged, and any
 /// other second policy for an owner is reported and ignored (first wins).
+///
+/// add() only appends (no lookup): finish() sorts the candidates by
+/// (trigger, key), stably, and merges each key's candidates in the order
+/// they were added, which gives the same rules as checking each candidate
+/// when it arrives. A conflict found there is put back among the other
+/// diagnostics where add() would have reported it (after everything
+/// reported before that add() call), and the kMaxDiagnostics cap is applied
+/// to the merged list, so the diagnostics, their order and the "further
+/// problems" count do not depend on when conflicts are found.
 /// Not thread-safe; one builder per parse.
 class ZoneBuilder {
 public:
@@ -31,24 +40,51 @@ public:
     /// data rule (one record), or one non-CNAME local-data record.
     /// `owner_text` names the owner in diagnostics.
     void add(Trigger trigger, std::vector<std::uint8_t> key, Rule candidate, std::size_t line,
-             const std::string& owner_text);
+             std::string_view owner_text);
 
-    /// Moves the rules, sorted by (trigger, key), into the zone.
+    /// Room for `n` candidates (a hint; add() grows as needed).
+    void reserve(std::size_t n);
+
+    /// Merges the candidates of each (trigger, key) and moves the rules,
+    /// sorted by (trigger, key), into the zone; completes its diagnostics.
     void finish();
 
     const std::string& label() const noexcept { return label_; }
 
 private:
     struct Entry {
-        Rule rule;
-        std::size_t line = 0;  ///< where the owner's first record was
+        Rule rule;               ///< trigger and key set
+        std::size_t line = 0;    ///< where the candidate's record was
+        /// Owner text: owner_texts_[text_chunk], text_size octets from text_at.
+        std::uint32_t text_chunk = 0;
+        std::uint32_t text_at = 0;
+        std::uint32_t text_size = 0;
         bool mergeable = false;  ///< local data without a CNAME: more records may join
     };
+    /// A conflict found by finish(): the diagnostic and the index of the
+    /// add() call that would have reported it.
+    struct Conflict {
+        std::size_t add_index;
+        Diagnostic diagnostic;
+    };
     void report(Diagnostic::Severity severity, std::size_t line, std::string message);
+    /// Merges candidate `c` into the kept rule `e` of the same key; a
+    /// conflict is appended to `conflicts`.
+    void merge(Entry& e, Entry& c, std::size_t c_index, std::vector<Conflict>& conflicts);
+    /// Puts `conflicts` (in add() order) among the diagnostics reported
+    /// during the parse and applies the kMaxDiagnostics cap.
+    void place_conflicts(std::vector<Conflict> conflicts);
 
     Zone& zone_;
     std::string label_;
-    std::map<std::pair<Trigger, std::vector<std::uint8_t>>, Entry> rules_;
+    std::vector<Entry> entries_;  ///< every candidate, in add() order
+    /// The candidates' owner texts, back to back in chunks that are never
+    /// reallocated (growing one string would copy it again and again).
+    std::vector<std::string> owner_texts_;
+    std::size_t first_diag_ = 0;  ///< zone_.diagnostics.size() when the builder was made
+    /// For each diagnostic this builder stored (zone_.diagnostics from
+    /// first_diag_ on): how many add() calls came before it.
+    std::vector<std::size_t> diag_adds_;
     std::size_t suppressed_ = 0;
 };
 

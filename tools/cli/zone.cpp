@@ -363,6 +363,7 @@ int zone_load(const Args& args) {
         std::cout << "note: the skipped lines are listed on stderr; the rest of the zone was "
                      "loaded\n";
     }
+    keep_until_exit(std::move(zone));  // the store is closed already
     return kExitOk;
 }
 

@@ -58,6 +58,12 @@ ZoneInputOptions parse_zone_input_options(const Args& args) {
     return out;
 }
 
+std::vector<std::shared_ptr<void>>& exit_storage() {
+    // Deliberately never deleted: no exit-time destructor frees its contents.
+    static auto* storage = new std::vector<std::shared_ptr<void>>();
+    return *storage;
+}
+
 void print_diagnostics(const std::vector<rpz::Diagnostic>& diags, std::size_t cap) {
     std::size_t shown = 0;
     for (const auto& d : diags) {

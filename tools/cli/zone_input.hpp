@@ -9,7 +9,10 @@
 #include "rpz/rpz.hpp"
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace dnsfw::cli {
@@ -52,6 +55,21 @@ struct ZoneInput {
 /// be read; a bad line never fails the whole file.
 ZoneInput read_zone_input(const std::string& file, const rpz::Name& zone_name,
                           const ZoneInputOptions& options);
+
+/// Storage that is never destroyed (see keep_until_exit).
+std::vector<std::shared_ptr<void>>& exit_storage();
+
+/// Moves `value` (a command's big result: a parsed zone, a delta) into
+/// storage that is never destroyed, so that its memory goes back to the
+/// system with the whole process at exit instead of being freed one
+/// allocation at a time (0.1-1 s for a million rules, after the command's
+/// work is done). Only for values that own nothing but memory: no
+/// destructor of theirs runs. The storage stays reachable, so
+/// LeakSanitizer does not count it as a leak.
+template <typename T>
+void keep_until_exit(T&& value) {
+    exit_storage().push_back(std::make_shared<std::remove_cvref_t<T>>(std::forward<T>(value)));
+}
 
 /// Prints diagnostics on stderr, at most `cap` of them, then a count of the rest.
 void print_diagnostics(const std::vector<rpz::Diagnostic>& diags, std::size_t cap);

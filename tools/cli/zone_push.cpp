@@ -20,39 +20,6 @@ namespace dnsfw::cli {
 
 namespace {
 
-/// What the stored zone is as of one snapshot.
-struct StoredZone {
-    store::ZoneInfo info;
-    std::vector<rpz::Rule> rules;  ///< sorted by (trigger, key), as stored
-};
-
-/// Reads zone `name` and all its rules from one read snapshot (so the serial
-/// and the rules agree). nullopt if the zone is not in the store. The
-/// snapshot is closed before returning: a live read transaction would stop
-/// this process from growing the map in apply_delta.
-std::optional<StoredZone> read_stored(const store::Store& st, const std::string& name) {
-    auto snap = st.snapshot({name});
-    if (snap->zone_count() == 0) return std::nullopt;
-    StoredZone out;
-    out.info = snap->zone_info(0);
-    out.rules.reserve(static_cast<std::size_t>(out.info.rule_count));
-    snap->for_each_rule(0, [&](rpz::Trigger t, std::span<const std::uint8_t> key,
-                               const rpz::RuleView& view) {
-        rpz::Rule r = view.to_rule();
-        r.trigger = t;
-        r.key.assign(key.begin(), key.end());
-        out.rules.push_back(std::move(r));
-    });
-    return out;
-}
-
-/// The serial a push gives: `wanted` (the file's SOA serial or --serial) if it
-/// is newer than the stored one (RFC 1982), else stored + 1.
-std::uint32_t new_serial(std::uint32_t stored, std::optional<std::uint32_t> wanted) {
-    if (wanted && serial_newer(*wanted, stored)) return *wanted;
-    return next_serial(stored);
-}
-
 /// Orders rules and rule keys by (trigger, key), as the store and parsers sort them.
 struct KeyLess {
     template <typename A, typename B>
@@ -62,6 +29,91 @@ struct KeyLess {
                                             b.key.end());
     }
 };
+
+/// A stored rule's (trigger, key) as KeyLess takes it, without a copy.
+struct KeyRef {
+    rpz::Trigger trigger;
+    std::span<const std::uint8_t> key;
+};
+
+/// Whether the stored rule value `v` equals `r`'s (what RuleView::to_rule()
+/// == r would say for the value, without decoding into a Rule).
+bool same_value(const rpz::RuleView& v, const rpz::Rule& r) noexcept {
+    if (v.action() != r.action || v.flags() != r.flags || v.ttl() != r.ttl ||
+        v.record_count() != r.records.size())
+        return false;
+    bool same = true;
+    std::size_t i = 0;
+    v.for_each_record([&](const rpz::RuleView::RecordView& rec) {
+        const rpz::LocalRecord& l = r.records[i++];
+        if (rec.type != l.type || rec.ttl != l.ttl ||
+            !std::equal(rec.rdata.begin(), rec.rdata.end(), l.rdata.begin(), l.rdata.end()))
+            same = false;
+    });
+    return same;
+}
+
+/// How the stored zone differs from the file's rules, as of one snapshot (so
+/// the serial and the rules agree). Only the differing part is copied out of
+/// the store: a push of a few changes to a big zone does not decode every
+/// stored rule.
+struct StoredChanges {
+    store::ZoneInfo info;
+    /// Stored rules that the file lacks or has with another value, in the
+    /// store's (trigger, key) order.
+    std::vector<rpz::Rule> old_rules;
+    /// The file's rules that the store lacks or has with another value.
+    std::vector<rpz::Rule> new_rules;
+};
+
+/// Compares zone `name` of the store with `rules` (sorted by (trigger, key),
+/// as the parser returns them). nullopt if the zone is not in the store. The
+/// snapshot is closed before returning: a live read transaction would stop
+/// this process from growing the map in apply_delta.
+/// rpz::diff_rules(old_rules, new_rules) then gives the same delta as
+/// diff_rules of the whole stored zone and `rules`: the rules left out are
+/// equal on both sides, which diff_rules skips.
+std::optional<StoredChanges> read_stored_changes(const store::Store& st, const std::string& name,
+                                                 const std::vector<rpz::Rule>& rules) {
+    auto snap = st.snapshot({name});
+    if (snap->zone_count() == 0) return std::nullopt;
+    StoredChanges out;
+    out.info = snap->zone_info(0);
+    std::vector<bool> unchanged(rules.size(), false);
+    std::size_t next = 0;  // where the next stored key is expected in `rules`
+    snap->for_each_rule(0, [&](rpz::Trigger t, std::span<const std::uint8_t> key,
+                               const rpz::RuleView& view) {
+        const KeyRef k{t, key};
+        // Both walks are in key order, so the match is usually at `next`.
+        std::size_t at = next;
+        if (at >= rules.size() || KeyLess{}(rules[at], k)) {
+            at = static_cast<std::size_t>(
+                std::lower_bound(rules.begin(), rules.end(), k, KeyLess{}) - rules.begin());
+        }
+        if (at < rules.size() && !KeyLess{}(rules[at], k) && !KeyLess{}(k, rules[at])) {
+            next = at + 1;
+            if (same_value(view, rules[at])) {
+                unchanged[at] = true;
+                return;
+            }
+        }
+        rpz::Rule r = view.to_rule();
+        r.trigger = t;
+        r.key.assign(key.begin(), key.end());
+        out.old_rules.push_back(std::move(r));
+    });
+    snap.reset();
+    for (std::size_t i = 0; i < rules.size(); ++i)
+        if (!unchanged[i]) out.new_rules.push_back(rules[i]);
+    return out;
+}
+
+/// The serial a push gives: `wanted` (the file's SOA serial or --serial) if it
+/// is newer than the stored one (RFC 1982), else stored + 1.
+std::uint32_t new_serial(std::uint32_t stored, std::optional<std::uint32_t> wanted) {
+    if (wanted && serial_newer(*wanted, stored)) return *wanted;
+    return next_serial(stored);
+}
 
 std::string count_text(std::size_t n, const char* one, const char* many) {
     return std::to_string(n) + " " + (n == 1 ? one : many);
@@ -180,9 +232,9 @@ int zone_push(const Args& args) {
     // the zone between our read and our write: apply_delta then refuses with
     // kSerialMismatch and we diff again against the new content, once.
     for (int attempt = 0;; ++attempt) {
-        std::optional<StoredZone> stored;
+        std::optional<StoredChanges> stored;
         try {
-            stored = read_stored(st, name);
+            stored = read_stored_changes(st, name, zone.rules);
         } catch (const store::StoreError& e) {
             throw CommandError(std::string("store: ") + e.what());
         }
@@ -196,13 +248,17 @@ int zone_push(const Args& args) {
                                " is not newer than the stored serial " + std::to_string(from) +
                                " of zone " + name + " (RFC 1982); nothing applied");
         }
-        rpz::RuleDelta changes = rpz::diff_rules(zone_name, stored->rules, zone.rules);
+        rpz::RuleDelta changes =
+            rpz::diff_rules(zone_name, stored->old_rules, stored->new_rules);
         // Count against the stored rules: an upserted key that was stored is
         // "changed", else "added"; a removed key that is not upserted again
         // is "removed" (whether diff_rules also lists replaced keys in
-        // `removed` or not).
+        // `removed` or not). An upserted key that was stored had another
+        // value, so it is among old_rules.
+        std::sort(stored->old_rules.begin(), stored->old_rules.end(), KeyLess{});
         const auto stored_has = [&](const rpz::RuleKey& k) {
-            return std::binary_search(stored->rules.begin(), stored->rules.end(), k, KeyLess{});
+            return std::binary_search(stored->old_rules.begin(), stored->old_rules.end(), k,
+                                      KeyLess{});
         };
         std::size_t added = 0, changed = 0, removed = 0;
         std::vector<rpz::RuleKey> upserted_keys;
@@ -216,13 +272,13 @@ int zone_push(const Args& args) {
         for (const rpz::RuleKey& k : changes.removed) {
             if (!std::binary_search(upserted_keys.begin(), upserted_keys.end(), k)) ++removed;
         }
-        stored->rules.clear();
-        stored->rules.shrink_to_fit();
         if (changes.empty()) {
             std::cout << "zone " << name << ": no change (serial " << from << ")";
             if (input.errors > 0) std::cout << ", " << count_text(input.errors, "line", "lines")
                                             << " skipped";
             std::cout << "\n";
+            keep_until_exit(std::move(zone));
+            keep_until_exit(std::move(*stored));
             return kExitOk;
         }
 
@@ -268,6 +324,9 @@ int zone_push(const Args& args) {
             std::cout << "note: the skipped lines are listed on stderr; the rest of the file was "
                          "applied\n";
         }
+        keep_until_exit(std::move(zone));
+        keep_until_exit(std::move(*stored));
+        keep_until_exit(std::move(delta));
         return kExitOk;
     }
 }

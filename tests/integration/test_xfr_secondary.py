@@ -291,3 +291,19 @@ def test_wrong_secret_towards_primary_is_refused_and_logged(tmp_path):
     finally:
         xfrd.stop()
         knot.stop()
+
+
+def test_push_and_load_refuse_a_secondary_zone(chain, tmp_path):
+    """A local `zone push`/`zone load` into a zone the daemon transfers from a
+    primary would be overwritten, or make the primary's next serial look
+    applied: both refuse, name the reason, and leave the store unchanged;
+    --force overrides."""
+    before = x.stored_zone(chain.store)
+    edited = tmp_path / "local.rpz"
+    edited.write_text(x.rpz_text(x.ZONE, int(before["serial"]) + 50, x.block("local-only")))
+    for cmd in ("push", "load"):
+        r = h.dnsfw("zone", cmd, "--store", chain.store, "--zone", x.ZONE, edited)
+        assert r.returncode == 1, (cmd, r.stdout, r.stderr)
+        assert "is a secondary zone" in r.stderr and "--full" in r.stderr, r.stderr
+        assert x.stored_zone(chain.store)["serial"] == before["serial"]
+    assert not x.is_blocked(chain.resolver.query(x.garden("local-only")))

@@ -270,6 +270,7 @@ const CommandSpec& zone_load_spec_base() {
             {"serial", "N", "serial to record (default: the SOA's for rpz, the current unix "
                             "time for list/hosts)"},
             {"allow-empty", "", "store the zone even if it has no rules"},
+            {"force", "", "replace a zone dnsfw-xfrd transfers from a primary anyway"},
         },
         1,
         1,
@@ -318,6 +319,7 @@ int zone_load(const Args& args) {
         options.read_only = false;
         options.create = true;
         auto st = store::Store::open(store_path, options);
+        refuse_secondary_zone(st, name, args.flag("force"), "zone load");
         if (serial_opt) {
             zone.serial = static_cast<std::uint32_t>(*serial_opt);
             serial_note = ", from --serial";

@@ -166,4 +166,26 @@ std::string format_bytes(std::uint64_t bytes) {
     return out;
 }
 
+void refuse_secondary_zone(const store::Store& st, const std::string& name, bool force,
+                           const std::string& command) {
+    if (force) return;
+    std::optional<store::ZoneStatus> status;
+    try {
+        status = st.status(name);
+    } catch (const store::StoreError& e) {
+        throw CommandError(std::string("store: ") + e.what());
+    }
+    if (!status) return;
+    if (status->primary_serial == 0 && status->transfers_full == 0 &&
+        status->transfers_incremental == 0)
+        return;
+    throw CommandError(
+        "zone " + name + " is a secondary zone: dnsfw-xfrd transfers it from a primary (last " +
+        (status->last_source.empty() ? std::string("transfer") : status->last_source) +
+        ", primary serial " + std::to_string(status->primary_serial) + "), so a local " +
+        command + " would be overwritten or hide the primary's next change. Change it on the "
+        "primary, or use 'dnsfw xfrd transfer " + name + " --full' to resynchronise; --force "
+        "does it anyway. Store unchanged.");
+}
+
 }  // namespace dnsfw::cli

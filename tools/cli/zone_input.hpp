@@ -7,6 +7,7 @@
 #include "args.hpp"
 
 #include "rpz/rpz.hpp"
+#include "store/store.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -55,6 +56,14 @@ struct ZoneInput {
 /// be read; a bad line never fails the whole file.
 ZoneInput read_zone_input(const std::string& file, const rpz::Name& zone_name,
                           const ZoneInputOptions& options);
+
+/// Refuses (CommandError) to change zone `name` if dnsfw-xfrd keeps it as the
+/// secondary of a primary (its status records a primary serial or a transfer):
+/// its content and serial belong to the primary, and a local change would be
+/// overwritten or, worse, make the next primary serial look already applied.
+/// `force` (--force) skips the check. `command` names the caller in the message.
+void refuse_secondary_zone(const store::Store& st, const std::string& name, bool force,
+                           const std::string& command);
 
 /// Storage that is never destroyed (see keep_until_exit).
 std::vector<std::shared_ptr<void>>& exit_storage();

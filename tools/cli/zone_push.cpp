@@ -184,6 +184,8 @@ const CommandSpec& zone_push_spec() {
                              "(default: the file's SOA serial if newer, else stored + 1)"});
         c.options.push_back({"allow-empty", "",
                              "apply the file even if it has no rules (removes every rule)"});
+        c.options.push_back({"force", "",
+                             "change a zone dnsfw-xfrd transfers from a primary anyway"});
         return c;
     }();
     return spec;
@@ -208,6 +210,7 @@ int zone_push(const Args& args) {
     } catch (const store::StoreError& e) {
         throw CommandError(std::string("store: ") + e.what());
     }
+    refuse_secondary_zone(st, name, args.flag("force"), "zone push");
 
     ZoneInput input = read_zone_input(file, zone_name, input_options);
     rpz::Zone& zone = input.zone;

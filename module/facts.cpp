@@ -6,6 +6,8 @@
 extern "C" {
 #include "services/cache/rrset.h"
 #include "util/locks.h"
+#include "util/storage/lruhash.h"
+#include "util/storage/slabhash.h"
 }
 
 namespace dnsfw::module {
@@ -43,13 +45,60 @@ void append_ips(const packed_rrset_data* d, std::uint16_t type, std::span<rpz::I
     }
 }
 
+/// rrset_cache_lookup() without its lru_touch(): the cached RRset `name`
+/// `type` IN (flags 0), read-locked, or nullptr (none, or its TTL ended
+/// before `now`). Locks as lruhash_lookup takes them (slab table lock ->
+/// bin lock, table lock released; entry read lock under the bin lock), but
+/// the table lock only to reach the bin: the bin is searched under its own
+/// lock, which is what guards its list (and the keys in it do not change
+/// while they are in the table).
+ub_packed_rrset_key* rrset_peek(rrset_cache* cache, std::span<const std::uint8_t> name,
+                                std::uint16_t type, std::time_t now) noexcept {
+    ub_packed_rrset_key key{};
+    key.entry.key = &key;
+    key.rk.dname = const_cast<std::uint8_t*>(name.data());
+    key.rk.dname_len = name.size();
+    key.rk.type = htons(type);
+    key.rk.rrset_class = htons(LDNS_RR_CLASS_IN);
+    key.rk.flags = 0;
+    const hashvalue_type hash = rrset_key_hash(&key.rk);
+    slabhash* slabs = &cache->table;
+    lruhash* table = slabs->array[(hash & slabs->mask) >> slabs->shift];
+    lock_quick_lock(&table->lock);
+    lruhash_bin* bin = &table->array[hash & static_cast<hashvalue_type>(table->size_mask)];
+    lock_quick_lock(&bin->lock);
+    const lruhash_compfunc_type compare = table->compfunc;
+    lock_quick_unlock(&table->lock);
+    lruhash_entry* found = nullptr;
+    for (lruhash_entry* e = bin->overflow_list; e != nullptr; e = e->overflow_next) {
+        if (e->hash == hash && compare(e->key, &key) == 0) {
+            found = e;
+            break;
+        }
+    }
+    if (found != nullptr) lock_rw_rdlock(&found->lock);
+    lock_quick_unlock(&bin->lock);
+    if (found == nullptr) return nullptr;
+    if (now > data_of(static_cast<const ub_packed_rrset_key*>(found->key))->ttl) {
+        lock_rw_unlock(&found->lock);
+        return nullptr;
+    }
+    return static_cast<ub_packed_rrset_key*>(found->key);
+}
+
+/// The cached RRset `name` `type` IN, read-locked, or nullptr.
+ub_packed_rrset_key* find_rrset(rrset_cache* cache, std::span<const std::uint8_t> name,
+                                std::uint16_t type, std::time_t now, CacheRead how) noexcept {
+    if (how == CacheRead::Peek) return rrset_peek(cache, name, type, now);
+    return rrset_cache_lookup(cache, const_cast<std::uint8_t*>(name.data()), name.size(), type,
+                              LDNS_RR_CLASS_IN, 0, now, 0);
+}
+
 /// Addresses of `ns` in the RRset cache.
 void cached_addresses(rrset_cache* cache, std::time_t now, std::span<const std::uint8_t> ns,
-                      std::span<rpz::IpAddress> out, std::size_t& n) noexcept {
+                      std::span<rpz::IpAddress> out, std::size_t& n, CacheRead how) noexcept {
     for (const std::uint16_t type : {std::uint16_t{LDNS_RR_TYPE_A}, std::uint16_t{LDNS_RR_TYPE_AAAA}}) {
-        ub_packed_rrset_key* k =
-            rrset_cache_lookup(cache, const_cast<std::uint8_t*>(ns.data()), ns.size(), type,
-                               LDNS_RR_CLASS_IN, 0, now, 0);
+        ub_packed_rrset_key* k = find_rrset(cache, ns, type, now, how);
         if (k == nullptr) continue;
         append_ips(data_of(k), type, out, n);
         lock_rw_unlock(&k->entry.lock);
@@ -109,16 +158,15 @@ std::size_t collect_answer_ips(const reply_info* rep, std::span<const std::uint8
 void collect_delegation(rrset_cache* cache, std::time_t now, regional* region,
                         std::span<const std::uint8_t> name,
                         std::span<std::span<const std::uint8_t>> names, std::size_t& n_names,
-                        std::span<rpz::IpAddress> ips, std::size_t& n_ips) noexcept {
+                        std::span<rpz::IpAddress> ips, std::size_t& n_ips,
+                        CacheRead how) noexcept {
     n_names = 0;
     n_ips = 0;
     if (cache == nullptr || rpz::name_wire_length(name) == 0) return;
     std::size_t offset = 0;
     for (;;) {
         const std::span<const std::uint8_t> cut = name.subspan(offset);
-        ub_packed_rrset_key* k =
-            rrset_cache_lookup(cache, const_cast<std::uint8_t*>(cut.data()), cut.size(),
-                               LDNS_RR_TYPE_NS, LDNS_RR_CLASS_IN, 0, now, 0);
+        ub_packed_rrset_key* k = find_rrset(cache, cut, LDNS_RR_TYPE_NS, now, how);
         if (k != nullptr) {
             const std::size_t first = n_names;
             const packed_rrset_data* d = data_of(k);
@@ -132,7 +180,7 @@ void collect_delegation(rrset_cache* cache, std::time_t now, regional* region,
             lock_rw_unlock(&k->entry.lock);
             // Addresses after the NS RRset's lock is released (one lock at a time).
             for (std::size_t i = first; i < n_names; ++i) {
-                cached_addresses(cache, now, names[i], ips, n_ips);
+                cached_addresses(cache, now, names[i], ips, n_ips, how);
             }
         }
         if (cut.size() <= 1) break;  // the root

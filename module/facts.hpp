@@ -45,6 +45,18 @@ std::size_t walk_cname_chain(const query_info& qinfo, const reply_info* rep,
 std::size_t collect_answer_ips(const reply_info* rep, std::span<const std::uint8_t> name,
                                std::span<rpz::IpAddress> out) noexcept;
 
+/// How collect_delegation() reads the RRset cache.
+enum class CacheRead {
+    /// rrset_cache_lookup(): each RRset found also becomes the most recently
+    /// used (a resolver thread answering a query).
+    Lookup,
+    /// The same locks in the same order, without the LRU update: the slab
+    /// table lock only to reach the hash bin, the bin searched under the bin
+    /// lock alone (the cache sweep: it must not reorder the LRU list, nor
+    /// hold a table lock the resolver threads need while it searches).
+    Peek,
+};
+
 /// The name servers of the zone cuts at or above `name`, most specific cut
 /// first, as found in the RRset cache (NS RRsets of `name` and each
 /// ancestor, the root included), and the cached A/AAAA addresses of those
@@ -56,7 +68,8 @@ std::size_t collect_answer_ips(const reply_info* rep, std::span<const std::uint8
 void collect_delegation(rrset_cache* cache, std::time_t now, regional* region,
                         std::span<const std::uint8_t> name,
                         std::span<std::span<const std::uint8_t>> names, std::size_t& n_names,
-                        std::span<rpz::IpAddress> ips, std::size_t& n_ips) noexcept;
+                        std::span<rpz::IpAddress> ips, std::size_t& n_ips,
+                        CacheRead how = CacheRead::Lookup) noexcept;
 
 /// The client address as an rpz::IpAddress (IPv4 v4-mapped); nullopt for
 /// other families.

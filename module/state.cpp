@@ -2,6 +2,8 @@
 // No Unbound includes.
 #include "module/state.hpp"
 
+#include <sched.h>
+
 #include <chrono>
 #include <ctime>
 #include <optional>
@@ -26,6 +28,10 @@ constexpr std::chrono::milliseconds kAnchorPatience{2000};
 constexpr std::chrono::milliseconds kHeartbeat{20};
 /// How often a running sweep looks at the wake-up socket and the store.
 constexpr std::chrono::milliseconds kSweepCheck{5};
+/// A sweep pass spends at most 1/kYieldShare of its wall time in
+/// sched_yield() (see run_sweep), so yielding makes a pass at most about a
+/// third longer, however busy the CPUs are.
+constexpr int kYieldShare = 4;
 
 /// Raises `a` to at least `v`.
 void raise_to(std::atomic<std::uint64_t>& a, std::uint64_t v) noexcept {
@@ -355,12 +361,15 @@ void ModuleState::run_sweep(Protection& p, Sweeper& s) {
         }
     }
     for (;;) {
-        // The generation is read before the pass collects any key (see
+        // The generation is read before the pass reaches any hash bin (see
         // module/README.md, "Why no stale answer survives a sweep").
         s.rules->sync();
         const std::uint64_t g = s.rules->generation;
         if (!s.in_pass || s.pass_generation != g) {
-            if (!s.in_pass) s.pass_start = Clock::now();
+            if (!s.in_pass) {
+                s.pass_start = Clock::now();
+                s.yielded = {};
+            }
             s.in_pass = true;
             s.pass_generation = g;
             log_(LogLevel::Debug, "sweeping the message cache for store generation " +
@@ -371,7 +380,18 @@ void ModuleState::run_sweep(Protection& p, Sweeper& s) {
             if (stopping_.load(std::memory_order_acquire) || gate_.revoked()) {
                 return SweepControl::Pause;
             }
-            const auto now = Clock::now();
+            // Between slices, holding no lock: let a resolver thread that is
+            // ready to run have the CPU now, rather than preempt the sweep
+            // while it holds a spin lock the resolver threads need (on 2
+            // cores they would spin until it runs again). Capped at
+            // 1/kYieldShare of the pass's wall time.
+            auto now = Clock::now();
+            if (s.yielded * kYieldShare < now - s.pass_start) {
+                sched_yield();
+                const auto after = Clock::now();
+                s.yielded += after - now;
+                now = after;
+            }
             if (now < next_check) return SweepControl::Continue;
             next_check = now + kSweepCheck;
             wake_.drain();

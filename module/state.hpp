@@ -166,6 +166,7 @@ private:
         CacheSweeper cache;
         std::uint64_t pass_generation = 0;  ///< generation the timed pass is for
         std::chrono::steady_clock::time_point pass_start{};
+        std::chrono::steady_clock::duration yielded{};  ///< in sched_yield() this pass
         bool in_pass = false;
     };
     void maintenance_loop(std::optional<std::uint64_t> initial_generation);

@@ -54,7 +54,7 @@ struct CacheTables {
 struct SweepResult {
     std::size_t examined = 0;  ///< cached answers (class IN) looked at
     std::size_t removed = 0;   ///< of those, removed because a rule polices them now
-    bool complete = true;      ///< false if memory ran out while collecting keys
+    bool complete = true;      ///< false if memory ran out (a hash bin was skipped)
 };
 
 /// Lets the maintenance thread use Unbound's caches only while a resolver
@@ -68,7 +68,7 @@ class SweepGate {
     /// Resolver thread (or Unbound's main thread, from clear()): ends the
     /// anchor `token` (no-op if it is not the anchor). Returns only once the
     /// maintenance thread no longer uses the caches: at most the time the
-    /// sweep needs to reach its next check (a few hundred cached answers).
+    /// sweep needs to reach its next check (64 hash bins or cached answers).
     void release(const void* token) noexcept;
     /// Whether a state anchors the caches now.
     bool anchored() const noexcept;
@@ -137,14 +137,16 @@ enum class SweepControl {
 
 /// A sweep of the message cache that can be paused and resumed (the
 /// maintenance thread's; a resolver thread runs one to completion in the
-/// fallback mode). One pass: copy the keys of every class-IN entry out,
-/// one hash bin at a time under that bin's lock; then per key read the
-/// cached answer under its entry lock and its RRsets' read locks (the order
-/// Unbound's workers use), copy the CNAME chain names and final addresses
-/// out, release the locks and evaluate the rules without holding any; a
+/// fallback mode). One pass walks every hash bin of every slab once: it
+/// reaches the bin (the slab's table lock only for that), read-locks the
+/// bin's entries under the bin lock and releases it; per class-IN entry it
+/// then copies the CNAME chain names and final addresses out under the
+/// entry's and its RRsets' read locks (the order Unbound's workers use),
+/// releases them, and evaluates the rules without holding any lock; a
 /// match other than PASSTHRU (or any entry while CLIENT-IP rules are
-/// active) removes the entry. Implemented in cache.cpp (Unbound). Used by
-/// one thread at a time.
+/// active) removes the entry. No entry is looked up by key, so the LRU
+/// order stays as the resolver threads made it. Implemented in cache.cpp
+/// (Unbound). Used by one thread at a time.
 class CacheSweeper {
   public:
     enum class Outcome { Complete, Paused };
@@ -158,14 +160,15 @@ class CacheSweeper {
     /// snapshot's generation must have been read before this call, see
     /// module/README.md "Why no stale answer survives a sweep"), resuming a
     /// paused pass of the same generation. A pass for a new generation
-    /// collects the keys again and starts at the position where an
-    /// unfinished older pass stopped, wrapping around, so entries it had
-    /// not reached yet are checked first. `poll` is called every few
-    /// hundred entries (and hash bins) and may refresh `rules` to a newer
-    /// generation: the rest of the pass is checked against the newer rules,
-    /// but the pass completes for the generation it started with (only a
-    /// pass that collected its keys after reading a generation can vouch
-    /// for it). `now` is the time RRset TTLs are checked against.
+    /// starts at the hash bin where an unfinished older pass stopped,
+    /// wrapping around, so entries it had not reached yet are checked
+    /// first. `poll` is called after every 64 hash bins or cached answers,
+    /// never while a lock is held (the caller may yield the CPU there), and
+    /// may refresh `rules` to a newer generation: the rest of the pass is
+    /// checked against the newer rules, but the pass completes for the
+    /// generation it started with (only a pass that reached every bin after
+    /// reading a generation can vouch for it). `now` is the time RRset TTLs
+    /// are checked against.
     Outcome run(const CacheTables& tables, const WorkerSlot& rules, std::int64_t now,
                 const std::function<SweepControl()>& poll) noexcept;
     /// The generation the pass run() last worked on started with (once

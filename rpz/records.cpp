@@ -339,10 +339,20 @@ RuleDelta apply_records(const Name& apex_in, std::span<const ZoneRecord> removed
         o.owner_text = name_to_text(x->second.rr.owner);
         auto it = std::find_if(o.items.begin(), o.items.end(),
                                [&](const Item& e) { return e.rr.same_rr(x->second.rr); });
+        const std::uint16_t type = x->second.rr.type;
+        const std::uint32_t ttl = x->second.rr.ttl;
         if (it != o.items.end())
             *it = std::move(x->second);  // the same RR again: its new TTL applies
         else
             o.items.push_back(std::move(x->second));
+        // RFC 2181 5.2: one TTL per RRset. As BIND does, the RRset the
+        // addition joins takes the added RR's TTL.
+        for (Item& e : o.items) {
+            if (e.rr.type != type) continue;
+            e.rr.ttl = ttl;
+            e.candidate.ttl = ttl;
+            for (LocalRecord& rec : e.candidate.records) rec.ttl = ttl;
+        }
         o.changed = true;
     }
 

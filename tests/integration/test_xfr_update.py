@@ -55,8 +55,9 @@ def world(nsd, tmp_path_factory):
         x.XfrZone(notify=[f"127.0.0.1:{k_port} key {xfr_key.name}"],
                   allow_transfer=[f"127.0.0.0/8 key {xfr_key.name}"],
                   allow_update=[f"127.0.0.1/32 key {upd_key.name}"]),
-        x.XfrZone(name="sec.rpz.", primaries=[fake.endpoint()],
-                  allow_update=[f"127.0.0.1/32 key {upd_key.name}"]),
+        # No allow-update: a zone with primaries refuses UPDATE, and the
+        # configuration check rejects allow-update on it.
+        x.XfrZone(name="sec.rpz.", primaries=[fake.endpoint()]),
     ], [xfr_key, upd_key])
     xfrd.port = xfrd_port
     knot = x.Knot(work / "knot", x.ZONE, xfr_key, role="secondary",
@@ -175,6 +176,69 @@ def test_update_prerequisites(world):
     assert cp.returncode == 0 and "status: NOERROR" in cp.stdout, h.describe_run(cp)
     assert world.serial() == before + 1
     assert x.blocked_names(world.store, [x.garden("pre1"), x.garden("pre2")]) == {x.garden("pre2")}
+
+
+def _axfr_records(world, owner: str) -> list[str]:
+    """``owner``'s records as AXFR gives them: "owner. TTL TYPE rdata"."""
+    t = x.kdig_xfr(world.xfrd.port, key=world.xfr_key)
+    assert t.ok, t.output
+    return sorted(r for r in t.records if r.split(None, 1)[0].lower() == owner.lower())
+
+
+def test_nsupdate_deletes_the_obsolete_passthru_form_it_added(world):
+    """`CNAME <own name>` is stored as `CNAME rpz-passthru.`: deleting the RR
+    as the client wrote it (or its CNAME RRset) removes the rule."""
+    owner = f"pt2.garden.example.{x.ZONE}"
+    before = world.serial()
+    cp = world.nsupdate(f"update add {owner} 300 CNAME pt2.garden.example.")
+    assert cp.returncode == 0 and "status: NOERROR" in cp.stdout, h.describe_run(cp)
+    assert _axfr_records(world, owner) == [f"{owner} 300 CNAME rpz-passthru."]
+    mark = world.xfrd.log.mark()
+    cp = world.nsupdate(f"update delete {owner} CNAME pt2.garden.example.")
+    assert cp.returncode == 0 and "status: NOERROR" in cp.stdout, h.describe_run(cp)
+    assert _axfr_records(world, owner) == [], world.describe()
+    assert world.serial() == before + 2
+    assert not world.xfrd.log.find(r"no change", since=mark), world.describe()
+    cp = world.nsupdate(f"update add {owner} 300 CNAME pt2.garden.example.")
+    assert cp.returncode == 0 and "status: NOERROR" in cp.stdout, h.describe_run(cp)
+    cp = world.nsupdate(f"update delete {owner} CNAME")
+    assert cp.returncode == 0 and "status: NOERROR" in cp.stdout, h.describe_run(cp)
+    assert _axfr_records(world, owner) == []
+    assert world.serial() == before + 4
+
+
+def test_nsupdate_of_a_rule_that_would_be_skipped_is_refused(world):
+    """An unknown rpz-* CNAME target loads as nothing (a warning in a zone
+    file): UPDATE answers REFUSED, applies nothing and logs why."""
+    before = world.serial()
+    mark = world.xfrd.log.mark()
+    cp = world.nsupdate(f"update add {_rule('fine1')}",
+                        f"update add typo.garden.example.{x.ZONE} 300 CNAME rpz-passthr.")
+    out = cp.stdout + cp.stderr
+    assert "REFUSED" in out and "status: NOERROR" not in out, h.describe_run(cp)
+    assert world.serial() == before
+    world.xfrd.wait_log(r"typo\.garden\.example\.threat\.rpz\. CNAME would not be enforced: "
+                        r"unknown special CNAME target rpz-passthr\..*REFUSED", since=mark)
+    assert x.blocked_names(world.store, [x.garden("fine1"), x.garden("typo")]) == set()
+
+
+def test_nsupdate_rrset_takes_the_ttl_of_the_added_rr(world):
+    """RFC 2181 5.2: one TTL per RRset. Adding an RR to an RRset gives the
+    whole RRset its TTL (as BIND does), here and on the Knot secondary."""
+    owner = f"ttlmix.garden.example.{x.ZONE}"
+    before = world.serial()
+    for cmd in (f"update add {owner} 300 A 192.0.2.1", f"update add {owner} 60 A 192.0.2.2"):
+        cp = world.nsupdate(cmd)
+        assert cp.returncode == 0 and "status: NOERROR" in cp.stdout, h.describe_run(cp)
+    want = [f"{owner} 60 A 192.0.2.1", f"{owner} 60 A 192.0.2.2"]
+    assert _axfr_records(world, owner) == want
+    h.wait_until(lambda: world.knot.zone_serial() == before + 2, 10, "Knot secondary to follow",
+                 on_timeout=world.describe)
+    cp = world.knot.knotc("zone-read", x.ZONE, owner, "A")
+    assert cp.returncode == 0, h.describe_run(cp)
+    knot = sorted(re.sub(r"^\[[^\]]*\]\s*", "", line.strip())
+                  for line in cp.stdout.splitlines() if line.strip())
+    assert knot == want, cp.stdout
 
 
 def test_update_of_a_secondary_zone_is_refused(world):

@@ -527,8 +527,51 @@ TEST_CASE("apply_records: the cases an IXFR or UPDATE brings", "[rpz][records]")
         CHECK(r.key == qkey("data.test"));
         REQUIRE(r.records.size() == 2);
         CHECK(r.ttl == 60);
-        CHECK(d.removed_records.empty());
-        CHECK(d.added_records == std::vector{a("data.test.rpz.example", "192.0.2.9", 60)});
+        // The RRset takes the added RR's TTL (RFC 2181 5.2): 192.0.2.1 too.
+        CHECK(r.records[0].ttl == 60);
+        CHECK(r.records[1].ttl == 60);
+        CHECK(d.removed_records == std::vector{a("data.test.rpz.example", "192.0.2.1", 300)});
+        CHECK(d.added_records == std::vector{a("data.test.rpz.example", "192.0.2.1", 60),
+                                             a("data.test.rpz.example", "192.0.2.9", 60)});
+    }
+    SECTION("mixed TTLs in one RRset: the whole RRset takes the added TTL") {
+        // One call (an IXFR sequence) and two calls (two UPDATEs) agree.
+        RuleDelta d = apply_records(apex, {},
+                                    std::vector{a("ttlmix.test.rpz.example", "192.0.2.1", 300),
+                                                a("ttlmix.test.rpz.example", "192.0.2.2", 60)},
+                                    std::cref(m), "upd", diags);
+        CHECK(diags.empty());
+        REQUIRE(d.upserted.size() == 1);
+        REQUIRE(d.upserted[0].records.size() == 2);
+        CHECK(d.upserted[0].records[0].ttl == 60);
+        CHECK(d.upserted[0].records[1].ttl == 60);
+        CHECK(d.added_records == std::vector{a("ttlmix.test.rpz.example", "192.0.2.1", 60),
+                                             a("ttlmix.test.rpz.example", "192.0.2.2", 60)});
+
+        RuleMap m2(z.rules);
+        m2.apply(apply_records(apex, {}, std::vector{a("ttlmix.test.rpz.example", "192.0.2.1", 300)},
+                               std::cref(m2), "upd", diags));
+        RuleDelta d2 = apply_records(apex, {}, std::vector{a("ttlmix.test.rpz.example", "192.0.2.2", 60)},
+                                     std::cref(m2), "upd", diags);
+        CHECK(diags.empty());
+        REQUIRE(d2.upserted.size() == 1);
+        CHECK(d2.upserted[0] == d.upserted[0]);
+        CHECK(d2.removed_records == std::vector{a("ttlmix.test.rpz.example", "192.0.2.1", 300)});
+        CHECK(d2.added_records == d.added_records);
+        // The stored rule round-trips through its RR form.
+        Zone back = zone_from_records(apex, rule_records(apex, d2.upserted[0]), "back");
+        CHECK(back.diagnostics.empty());
+        REQUIRE(back.rules.size() == 1);
+        CHECK(back.rules[0] == d2.upserted[0]);
+        // Other types at the owner keep their own TTL.
+        m2.apply(d2);
+        RuleDelta d3 = apply_records(
+            apex, {}, std::vector{rr("ttlmix.test.rpz.example", 16, 10, {3, 'a', 'b', 'c'})},
+            std::cref(m2), "upd", diags);
+        CHECK(diags.empty());
+        CHECK(d3.removed_records.empty());
+        CHECK(d3.added_records ==
+              std::vector{rr("ttlmix.test.rpz.example", 16, 10, {3, 'a', 'b', 'c'})});
     }
     SECTION("remove one of two local-data records") {
         RuleDelta d = apply_records(apex, std::vector{a("two.test.rpz.example", "192.0.2.1")}, {},

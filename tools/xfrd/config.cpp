@@ -125,6 +125,28 @@ bool parse_address(std::string_view text, std::uint16_t port, Endpoint& ep) {
     return false;
 }
 
+/// Same address family, address and port.
+bool same_socket(const Endpoint& a, const Endpoint& b) {
+    if (a.addr.ss_family != b.addr.ss_family) return false;
+    if (a.addr.ss_family == AF_INET) {
+        const auto* x = reinterpret_cast<const sockaddr_in*>(&a.addr);
+        const auto* y = reinterpret_cast<const sockaddr_in*>(&b.addr);
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    const auto* x = reinterpret_cast<const sockaddr_in6*>(&a.addr);
+    const auto* y = reinterpret_cast<const sockaddr_in6*>(&b.addr);
+    return x->sin6_port == y->sin6_port &&
+           std::memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(in6_addr)) == 0;
+}
+
+/// Letters, digits, '-', '_' and dots only (no spaces, escapes or controls).
+bool hostname_chars(std::string_view name) {
+    for (char c : name)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.')
+            return false;
+    return true;
+}
+
 /// Reads a whole file's settings, tracking the key path for messages.
 class Reader {
 public:
@@ -212,6 +234,10 @@ public:
                 for (auto& [text, node] : strings(v, key)) {
                     Endpoint ep = endpoint(text, node, key, 53);
                     if (!ep.key.empty()) fail(node, key, "a listen address takes no key");
+                    for (const Endpoint& other : cfg.listen)
+                        if (same_socket(other, ep))
+                            fail(node, key, "duplicate listen address '" + ep.text + "' (same as '" +
+                                                other.text + "')");
                     cfg.listen.push_back(std::move(ep));
                 }
             } else if (key == "control") {
@@ -242,6 +268,10 @@ public:
             }
         }
         if (cfg.store.empty()) fail(store_node, "store", "missing (the store directory)");
+        if (cfg.store.front() != '/')
+            fail(store_node, "store",
+                 "'" + cfg.store + "' is a relative path (it would depend on the directory the "
+                 "daemon starts in): give an absolute path");
         return cfg;
     }
 
@@ -334,15 +364,17 @@ private:
         const auto* tbl = node.as_table();
         if (tbl == nullptr) fail(&node, path, "expected a table");
         ZoneConfig z;
-        const toml::node *rmin = nullptr, *tmin = nullptr;
+        const toml::node *rmin = nullptr, *tmin = nullptr, *update_node = nullptr;
         for (auto&& [kk, v] : *tbl) {
             const std::string key(kk.str());
             const std::string item = path + "." + key;
             if (key == "name") {
                 std::string name = string(v, item);
                 auto wire = rpz::name_from_text(name);
-                if (!wire || name.empty() || wire->size() <= 1)
-                    fail(&v, item, "bad zone name '" + name + "'");
+                if (!wire || name.empty() || wire->size() <= 1 || !hostname_chars(name))
+                    fail(&v, item,
+                         "bad zone name '" + name +
+                             "' (expected a domain name: letters, digits, '-', '_' and dots)");
                 z.apex = *wire;
                 z.name = rpz::name_to_text(*wire);
             } else if (key == "primaries") {
@@ -355,6 +387,7 @@ private:
                 z.allow_notify = acl(v, item, cfg);
             } else if (key == "allow-update") {
                 z.allow_update = acl(v, item, cfg);
+                update_node = &v;
             } else if (key == "journal-size") {
                 z.journal_size = integer(v, item, 0, std::numeric_limits<std::int64_t>::max());
             } else if (key == "max-transfer-size") {
@@ -384,6 +417,10 @@ private:
             fail(tmin ? tmin : &node, path + ".retry-min", "greater than retry-max");
         if (cfg.zone(z.name) != nullptr)
             fail(&node, path + ".name", "duplicate zone '" + z.name + "'");
+        if (!z.primaries.empty() && !z.allow_update.empty())
+            fail(update_node, path + ".allow-update",
+                 "zone '" + z.name + "' has primaries (it is a secondary, which refuses UPDATE): "
+                 "remove allow-update, or the primaries");
         cfg.zones.push_back(std::move(z));
     }
 
@@ -447,6 +484,22 @@ Endpoint parse_endpoint(std::string_view text, std::uint16_t default_port) {
         parse_port(addr.substr(colon + 1));
         addr = addr.substr(0, colon);
     }
+    if (main.front() != '[' && std::count(addr.begin(), addr.end(), ':') > 1) {
+        // A bare IPv6 literal is an address only (default port). "::1:53"
+        // is a valid address (::0.1.0.83) but most likely meant [::1]:53:
+        // when the text without its last ":GROUP" is an address too, refuse.
+        const std::size_t last = addr.rfind(':');
+        const std::string_view head = addr.substr(0, last), tail = addr.substr(last + 1);
+        Endpoint probe;
+        const bool digits = !tail.empty() && std::all_of(tail.begin(), tail.end(), [](char c) {
+            return std::isdigit(static_cast<unsigned char>(c)) != 0;
+        });
+        if (digits && parse_address(head, port, probe) && parse_address(addr, port, ep))
+            throw ConfigError("'" + std::string(addr) + "' is ambiguous: write [" +
+                              std::string(head) + "]:" + std::string(tail) +
+                              " for a port, or [" + std::string(addr) +
+                              "] for the address (a bare IPv6 address takes the default port)");
+    }
     if (!parse_address(addr, port, ep))
         throw ConfigError("'" + std::string(addr) + "' is not an IPv4 or IPv6 address (expected " +
                           "ADDRESS[:PORT] [key NAME], IPv6 as [ADDRESS]:PORT)");
@@ -463,6 +516,11 @@ AclEntry parse_acl(std::string_view text) {
         throw ConfigError("'" + std::string(main) +
                           "' is not an address prefix (expected e.g. 127.0.0.0/8 or ::1/128)");
     e.prefix = rpz::masked(*prefix);
+    // prefix_from_text masks the host bits itself: compare with the address as written.
+    const auto written = rpz::ip_from_text(main.substr(0, main.find('/')));
+    if (written && !(e.prefix.addr == *written))
+        throw ConfigError("'" + std::string(main) + "' has host bits set: write " +
+                          rpz::to_string(e.prefix) + " (the network) or a longer prefix");
     return e;
 }
 

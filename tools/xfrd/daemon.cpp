@@ -43,6 +43,24 @@ bool same_endpoints(const std::vector<Endpoint>& a, const std::vector<Endpoint>&
     return true;
 }
 
+/// The rate-limit key of a refusal line ("SUBJECT: refused: REASON" ->
+/// "SUBJECT: refused: REASON" without the peer), nullopt for other lines.
+std::optional<std::string> refusal_key(const std::string& line) {
+    const std::size_t at = line.find(" refused");
+    const std::size_t tsig = line.find("TSIG ");
+    if (at == std::string::npos && tsig == std::string::npos) return std::nullopt;
+    const std::size_t colon = line.find(": ");
+    std::string subject = colon == std::string::npos ? "dnsfw-xfrd" : line.substr(0, colon);
+    std::string reason = at != std::string::npos ? line.substr(at + 1) : "TSIG failure";
+    // The kind of request ("AXFR", "NOTIFY", ...) is the first word after the subject.
+    std::string kind;
+    if (colon != std::string::npos) {
+        const std::size_t sp = line.find(' ', colon + 2);
+        kind = line.substr(colon + 2, sp == std::string::npos ? std::string::npos : sp - colon - 2);
+    }
+    return subject + ": " + kind + " " + reason;
+}
+
 }  // namespace
 
 struct Daemon::Impl {
@@ -111,6 +129,13 @@ int Daemon::Impl::run() {
         ctx.store = &*store;
         responder = std::make_unique<Responder>(
             *store, *config, [this](std::string_view level, const std::string& line) {
+                // Refusals are driven by peers: at most a few lines per
+                // second for each subject and reason.
+                if (auto key = refusal_key(line)) {
+                    ctx.log.limited(log_level_from_string(level).value_or(LogLevel::Info), *key,
+                                    line);
+                    return;
+                }
                 ctx.log.line(level, line);
             });
         notifier = std::make_unique<Notifier>(ctx);
@@ -251,6 +276,7 @@ void Daemon::Impl::zone_changed(const std::string& zone, const std::string& how)
 void Daemon::Impl::poll_store(bool initial) {
     // Old configurations may still be used by answers being streamed.
     if (!retired.empty() && server && server->connections() == 0) retired.clear();
+    ctx.log.flush_suppressed();
     std::uint64_t gen = 0;
     std::vector<store::ZoneInfo> zones;
     try {
@@ -267,7 +293,13 @@ void Daemon::Impl::poll_store(bool initial) {
     for (const ZoneConfig& z : config->zones) {
         auto f = by_name.find(z.name);
         if (f == by_name.end()) {
-            known_serials.erase(z.name);
+            const bool was_there = known_serials.erase(z.name) != 0;
+            auto sec = secondaries.find(z.name);
+            if (was_there && !initial && sec != secondaries.end()) {
+                ctx.log.zone(LogLevel::Warning, z.name,
+                             "removed from the store by another process; transferring it again");
+                sec->second->transfer_now(true, nullptr);
+            }
             continue;
         }
         const store::ZoneInfo& info = *f->second;
@@ -427,7 +459,7 @@ nlohmann::json Daemon::Impl::zone_status(const ZoneConfig& z) {
 void Daemon::Impl::control_command(const std::string& line,
                                    std::shared_ptr<ControlServer::Reply> reply) {
     const std::vector<std::string> w = split_words(line);
-    ctx.log.daemon(LogLevel::Debug, "control: " + line);
+    ctx.log.daemon(LogLevel::Debug, "control: " + escape_bytes(line));
     if (w.empty()) {
         reply->error("empty command");
         return;

@@ -35,8 +35,14 @@ void UdpQuery::start() {
 
 void UdpQuery::send_try() {
     ++sent_;
-    if (int rc = send_datagram(udp_.get(), nullptr, message_); rc != 0)
+    if (int rc = send_datagram(udp_.get(), nullptr, message_); rc != 0) {
         last_error_ = std::string("send: ") + uv_strerror(rc);
+        if (rc == UV_ECONNREFUSED && fail_on_unreachable_) {
+            refused_ = true;
+            timer_.start(0);  // finish from the loop, not inside start()
+            return;
+        }
+    }
     timer_.start(timeout_ms_);
 }
 
@@ -57,6 +63,10 @@ void UdpQuery::on_recv(uv_udp_t* h, ssize_t n, const uv_buf_t* buf, const sockad
         // e.g. ECONNREFUSED: nobody listens there; the next try may succeed
         // (a restarting peer), so keep the timer running.
         self->last_error_ = uv_strerror(static_cast<int>(n));
+        if (n == UV_ECONNREFUSED && self->fail_on_unreachable_) {
+            self->refused_ = true;
+            self->timer_.start(0);
+        }
         return;
     }
     if (n == 0 || (flags & UV_UDP_PARTIAL) != 0) return;
@@ -67,6 +77,12 @@ void UdpQuery::on_recv(uv_udp_t* h, ssize_t n, const uv_buf_t* buf, const sockad
 
 void UdpQuery::on_timer(void* p) {
     auto* self = static_cast<UdpQuery*>(p);
+    if (self->refused_) {
+        self->finish(false, "port unreachable (" + self->last_error_ + ") after " +
+                                std::to_string(self->sent_) +
+                                (self->sent_ == 1 ? " try" : " tries"));
+        return;
+    }
     if (self->sent_ < self->tries_) {
         self->send_try();
         return;

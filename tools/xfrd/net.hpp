@@ -39,6 +39,10 @@ public:
     void start();
     /// Attempts made so far.
     unsigned attempts() const noexcept { return sent_; }
+    /// With true, an ICMP port unreachable (ECONNREFUSED on the connected
+    /// socket) ends the query at once instead of waiting for the remaining
+    /// tries (SOA checks: the next primary, or the retry timer, takes over).
+    void fail_on_unreachable(bool on) noexcept { fail_on_unreachable_ = on; }
 
 private:
     static void on_alloc(uv_handle_t* h, std::size_t, uv_buf_t* buf);
@@ -58,6 +62,8 @@ private:
     Timer timer_;
     unsigned sent_ = 0;
     std::string last_error_;
+    bool fail_on_unreachable_ = false;
+    bool refused_ = false;
     std::array<char, 65536> buf_{};
 };
 

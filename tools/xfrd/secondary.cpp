@@ -182,7 +182,7 @@ void ZoneSecondary::transfer_now(bool full, Done done) {
     }
     waiters_.push_back(std::move(done));
     auto info = stored();
-    begin_transfer(0, full || !cfg_.ixfr || !info ? Mode::Axfr : Mode::Ixfr, true);
+    begin_transfer(0, full || !cfg_.ixfr || !info ? Mode::Axfr : Mode::Ixfr, true, full);
 }
 
 const TsigKey* ZoneSecondary::key_of(const Endpoint& ep) const {
@@ -271,6 +271,7 @@ void ZoneSecondary::soa_query(std::size_t primary) {
             std::vector<std::uint8_t> resp = std::move(response_);
             soa_answer(primary, resp);
         });
+    udp_->fail_on_unreachable(true);
     try {
         udp_->start();
     } catch (const std::exception& e) {
@@ -402,7 +403,9 @@ void ZoneSecondary::soa_failed(std::size_t primary, const std::string& why) {
     failed("SOA query to " + addr_text(ep), why);
 }
 
-void ZoneSecondary::begin_transfer(std::size_t primary, Mode mode, bool forced) {
+void ZoneSecondary::begin_transfer(std::size_t primary, Mode mode, bool forced,
+                                   bool explicit_full) {
+    explicit_full_ = explicit_full && mode == Mode::Axfr;
     op_started_ms_ = steady_ms();  // the log shows the transfer's own time
     if (phase_ == Phase::Idle) {
         const std::uint64_t now = unix_now();
@@ -529,7 +532,7 @@ void ZoneSecondary::commit() {
         if (incremental)
             commit_ixfr(*ctx_.store, cfg_, p.sequences(), label, result);
         else
-            result = commit_axfr(*ctx_.store, cfg_, p.records(), label);
+            result = commit_axfr(*ctx_.store, cfg_, p.records(), label, explicit_full_);
     } catch (const std::exception& e) {
         std::string why = e.what();
         if (incremental && result.sequences > 0)
@@ -541,6 +544,13 @@ void ZoneSecondary::commit() {
         failed("transfer from " + addr_text(ep), why);
         return;
     }
+    if (!incremental && !result.new_zone && wire::serial_newer(result.from_serial, result.to_serial))
+        ctx_.log.zone(LogLevel::Warning, cfg_.name,
+                      "serial went backwards: the primary's serial " +
+                          std::to_string(result.to_serial) + " is older than ours (" +
+                          std::to_string(result.from_serial) +
+                          "); accepted because a full transfer was requested (`transfer " +
+                          cfg_.name + " full`); the journal was reset");
     std::size_t shown = 0;
     for (const rpz::Diagnostic& d : result.diagnostics) {
         if (shown++ == kMaxDiagnosticsLogged) break;
@@ -650,7 +660,7 @@ void ZoneSecondary::end_operation() {
         pending_waiters_.clear();
         pending_refresh_ = false;
         auto info = stored();
-        begin_transfer(0, full || !cfg_.ixfr || !info ? Mode::Axfr : Mode::Ixfr, true);
+        begin_transfer(0, full || !cfg_.ixfr || !info ? Mode::Axfr : Mode::Ixfr, true, full);
         return;
     }
     if (pending_refresh_) {

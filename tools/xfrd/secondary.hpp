@@ -42,7 +42,9 @@ public:
     /// SOA check now (NOTIFY, timer); if an operation is in flight, one more
     /// check follows it.
     void refresh(const std::string& why);
-    /// IXFR now without the SOA check (`full`: AXFR). `done` runs when it ended.
+    /// IXFR now without the SOA check (`full`: AXFR, which also accepts a
+    /// serial older than the stored one: recovery after the primary's serial
+    /// went backwards). `done` runs when it ended.
     void transfer_now(bool full, Done done);
 
     /// Live state for `status`: phase, failures, timers.
@@ -58,7 +60,8 @@ private:
     void soa_tcp(std::size_t primary);
     void soa_answer(std::size_t primary, std::span<const std::uint8_t> response);
     void soa_failed(std::size_t primary, const std::string& why);
-    void begin_transfer(std::size_t primary, Mode mode, bool forced);
+    /// `explicit_full`: `transfer ZONE full`, which accepts an older serial.
+    void begin_transfer(std::size_t primary, Mode mode, bool forced, bool explicit_full = false);
     bool transfer_message(std::span<const std::uint8_t> message);
     void transfer_end(const std::string& error);
     void commit();
@@ -89,6 +92,7 @@ private:
     std::size_t primary_ = 0;
     Mode mode_ = Mode::Axfr;
     bool forced_ = false;
+    bool explicit_full_ = false;  ///< an AXFR the operator asked for: an older serial is taken
     bool fell_back_ = false;   ///< IXFR refused or answered AXFR-style
     std::string xfer_error_;   ///< why transfer_message stopped, "" = complete
     std::uint64_t op_started_ms_ = 0;

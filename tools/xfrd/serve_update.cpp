@@ -60,6 +60,10 @@ bool in_zone(const rpz::Name& name, const rpz::Name& apex) {
            std::equal(apex.begin(), apex.end(), name.begin() + static_cast<long>(p));
 }
 
+constexpr std::uint16_t kTypeDname = 39;
+/// `*.`: the CNAME target of a NODATA rule.
+const std::vector<std::uint8_t> kNodataTarget{1, '*', 0};
+
 bool is_meta_type(std::uint16_t t) {
     return t == wire::kTypeOpt || (t >= 128 && t <= 255);
 }
@@ -225,6 +229,38 @@ std::optional<Failure> prescan(const std::vector<UpdateRr>& updates, const rpz::
     return std::nullopt;
 }
 
+/// The RNAME-free form the store keeps `rr` in: the record read through the
+/// zone loader and written back (`CNAME <trigger name>` becomes
+/// `CNAME rpz-passthru.`, a DNAME `CNAME *.`), so deleting what was added
+/// matches what is stored. A record that loads as no rule is returned as
+/// sent (apply_records reports it).
+rpz::ZoneRecord canonical_rr(const rpz::Name& apex, const rpz::ZoneRecord& rr) {
+    try {
+        rpz::Zone one = rpz::zone_from_records(apex, std::span(&rr, 1), "canonical");
+        if (one.rules.size() == 1) {
+            auto rrs = rpz::rule_records(apex, one.rules.front());
+            if (rrs.size() == 1 && rrs.front().owner == rr.owner) {
+                rrs.front().ttl = rr.ttl;
+                return std::move(rrs.front());
+            }
+        }
+    } catch (const std::exception&) {
+    }
+    return rr;
+}
+
+/// The records `key` holds once `delta` is applied over `view`'s zone.
+template <class View>
+std::vector<rpz::ZoneRecord> records_after(const View& view, const rpz::Name& apex,
+                                           const rpz::RuleDelta& delta, const rpz::RuleKey& key) {
+    for (const auto& r : delta.upserted)
+        if (r.trigger == key.trigger && r.key == key.key) return rpz::rule_records(apex, r);
+    for (const auto& k : delta.removed)
+        if (k == key) return {};
+    auto r = view.rule(key);
+    return r ? rpz::rule_records(apex, *r) : std::vector<rpz::ZoneRecord>{};
+}
+
 /// The outcome of one attempt at computing the change.
 struct Computed {
     std::optional<Failure> failure;
@@ -276,8 +312,8 @@ Computed compute(const std::vector<UpdateRr>& pre, const std::vector<UpdateRr>& 
                 set.begin(), set.end(), [](const auto& r) { return r.type == wire::kTypeCname; });
             const bool has_other = std::any_of(
                 set.begin(), set.end(), [](const auto& r) { return r.type != wire::kTypeCname; });
-            rpz::ZoneRecord add{rr.owner, rr.type, rr.ttl, rr.rdata};
-            if (rr.type == wire::kTypeCname) {
+            rpz::ZoneRecord add = canonical_rr(zone.apex, {rr.owner, rr.type, rr.ttl, rr.rdata});
+            if (add.type == wire::kTypeCname) {
                 if (has_other) {
                     c.notes.push_back("ignored CNAME add at " + rpz::name_to_text(rr.owner) +
                                       " (other data there)");
@@ -292,20 +328,27 @@ Computed compute(const std::vector<UpdateRr>& pre, const std::vector<UpdateRr>& 
                 c.notes.push_back("ignored " + rr.text + " add (a CNAME is there)");
                 continue;
             }
+            // RFC 2181 5.2: one TTL per RRset; the RRset takes the new one.
+            for (auto& r : set)
+                if (r.type == add.type) r.ttl = add.ttl;
             auto same =
                 std::find_if(set.begin(), set.end(), [&](const auto& r) { return r.same_rr(add); });
-            if (same != set.end())
-                same->ttl = rr.ttl;
-            else
-                set.push_back(std::move(add));
+            if (same == set.end()) set.push_back(std::move(add));
         } else if (rr.cls == wire::kClassAny) {
-            if (rr.type == wire::kTypeAny)
+            if (rr.type == wire::kTypeAny) {
                 set.clear();
-            else
+            } else if (rr.type == kTypeDname) {
+                // A DNAME is stored as its meaning, NODATA (`CNAME *.`).
+                std::erase_if(set, [](const auto& r) {
+                    return r.type == wire::kTypeCname && r.rdata == kNodataTarget;
+                });
+            } else {
                 std::erase_if(set, [&](const auto& r) { return r.type == rr.type; });
-        } else {  // NONE: delete one RR
-            std::erase_if(set,
-                          [&](const auto& r) { return r.type == rr.type && r.rdata == rr.rdata; });
+            }
+        } else {  // NONE: delete one RR, compared in the form the store keeps
+            const rpz::ZoneRecord del =
+                canonical_rr(zone.apex, {rr.owner, rr.type, rr.ttl, rr.rdata});
+            std::erase_if(set, [&](const auto& r) { return r.same_rr(del); });
         }
     }
 
@@ -338,6 +381,33 @@ Computed compute(const std::vector<UpdateRr>& pre, const std::vector<UpdateRr>& 
     if (error) {
         c.failure = Failure{wire::kRcodeRefused, "the policy zone cannot hold these records"};
         return c;
+    }
+    // A record skipped with only a warning (e.g. an unknown rpz-* CNAME
+    // target, a DNSSEC type) must not be answered with success either:
+    // every added RR has to be in the result.
+    for (std::size_t j = 0; j < added.size(); ++j) {
+        const rpz::ZoneRecord& rr = added[j];
+        std::optional<rpz::RuleKey> key;
+        try {
+            key = rpz::classify_owner(zone.apex, rr.owner);
+        } catch (const std::exception&) {
+        }
+        bool stored = false;
+        if (key) {
+            const auto after = records_after(view, zone.apex, c.delta, *key);
+            stored = std::any_of(after.begin(), after.end(),
+                                 [&](const rpz::ZoneRecord& r) { return r.same_rr(rr); });
+        }
+        if (!stored) {
+            std::string why;
+            const std::size_t line = removed.size() + j + 1;
+            for (const auto& d : diags)
+                if (d.line == line) why += (why.empty() ? "" : "; ") + d.message;
+            c.failure = Failure{wire::kRcodeRefused,
+                                "record " + rpz::name_to_text(rr.owner) + " " + type_text(rr.type) +
+                                    " would not be enforced" + (why.empty() ? "" : ": " + why)};
+            return c;
+        }
     }
     c.removed = c.delta.removed.size();
     for (const auto& rule : c.delta.upserted) {

@@ -30,6 +30,19 @@ void set_port(sockaddr_storage& ss, std::uint16_t port) {
         reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port = htons(port);
 }
 
+/// Same IP address (the port is ignored).
+bool same_address(const sockaddr_storage& a, const sockaddr_storage& b) {
+    if (a.ss_family != b.ss_family) return false;
+    if (a.ss_family == AF_INET)
+        return reinterpret_cast<const sockaddr_in*>(&a)->sin_addr.s_addr ==
+               reinterpret_cast<const sockaddr_in*>(&b)->sin_addr.s_addr;
+    if (a.ss_family == AF_INET6)
+        return std::memcmp(&reinterpret_cast<const sockaddr_in6*>(&a)->sin6_addr,
+                           &reinterpret_cast<const sockaddr_in6*>(&b)->sin6_addr,
+                           sizeof(in6_addr)) == 0;
+    return false;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -54,6 +67,7 @@ public:
     }
 
     const std::string& peer() const noexcept { return peer_text_; }
+    const sockaddr_storage& peer_addr() const noexcept { return peer_; }
 
 private:
     static constexpr std::size_t kMaxQueued = 16;
@@ -105,6 +119,7 @@ private:
         auto* self = owner_of<Conn>(s);
         if (self == nullptr) return;
         self->writing_ = false;
+        self->progressed_ = true;
         if (status < 0) {
             self->server_->log_.log(LogLevel::Debug, "dnsfw-xfrd",
                                     "TCP connection from " + self->peer_text_ + ": write failed: " +
@@ -165,6 +180,7 @@ private:
             if (!requests_.empty()) {
                 std::vector<std::uint8_t> req = std::move(requests_.front());
                 requests_.pop_front();
+                progressed_ = true;
                 Outcome o = server_->call(req, peer_, true);
                 for (auto& m : o.messages) out_.push_back(std::move(m));
                 stream_ = std::move(o.stream);
@@ -182,7 +198,11 @@ private:
                 }
                 reading_ = true;
             }
-            timer_.start(kIdleTimeoutMs);
+            // Bytes that arrive do not extend the deadline (slowloris: one
+            // byte every few seconds would hold the connection forever);
+            // only an answered request or a completed write does.
+            if (progressed_ || !timer_.active()) timer_.start(kIdleTimeoutMs);
+            progressed_ = false;
             return;
         }
     }
@@ -201,6 +221,7 @@ private:
     bool writing_ = false;
     bool reading_ = false;
     bool eof_ = false;
+    bool progressed_ = false;  ///< a request answered or a write completed since the timer started
     std::array<char, 65536> buf_{};
 };
 
@@ -297,9 +318,19 @@ void Server::on_connection(uv_stream_t* s, int status) {
     auto conn = std::make_unique<Conn>(self, self->loop_);
     if (!conn->accept(s)) return;  // conn's destructor closes the handle
     if (self->conns_.size() >= kMaxConnections) {
-        self->log_.log(LogLevel::Warning, "dnsfw-xfrd",
-                       "TCP connection from " + conn->peer() + " refused: " +
-                           std::to_string(kMaxConnections) + " connections open");
+        self->log_.limited(LogLevel::Warning, "dnsfw-xfrd: TCP connection refused (cap)",
+                           "dnsfw-xfrd: TCP connection from " + conn->peer() + " refused: " +
+                               std::to_string(kMaxConnections) + " connections open");
+        return;
+    }
+    std::size_t same = 0;
+    for (const auto& c : self->conns_)
+        if (same_address(c->peer_addr(), conn->peer_addr())) ++same;
+    if (same >= kMaxConnectionsPerClient) {
+        self->log_.limited(LogLevel::Warning, "dnsfw-xfrd: TCP connection refused (per client)",
+                           "dnsfw-xfrd: TCP connection from " + conn->peer() + " refused: " +
+                               std::to_string(kMaxConnectionsPerClient) +
+                               " connections open from this address");
         return;
     }
     self->conns_.push_back(std::move(conn));

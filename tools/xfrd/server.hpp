@@ -5,7 +5,8 @@
 // a slow reader never makes the daemon buffer a whole zone).
 //
 // TCP: RFC 1035 2-byte length framing, several requests per connection
-// (answered in order), an idle timeout, and a cap on open connections.
+// (answered in order), a deadline for each request that partial bytes do not
+// extend, a cap on open connections and one per client address.
 #pragma once
 
 #include "tools/xfrd/config.hpp"
@@ -31,6 +32,10 @@ public:
         std::function<Outcome(std::span<const std::uint8_t>, const sockaddr_storage&, bool tcp)>;
 
     static constexpr std::size_t kMaxConnections = 64;
+    /// Connections from one IP address: one client cannot take every slot.
+    static constexpr std::size_t kMaxConnectionsPerClient = 8;
+    /// From accept, or from the last answered request / completed write,
+    /// until the next complete request: bytes trickling in do not extend it.
     static constexpr std::uint64_t kIdleTimeoutMs = 10000;
     /// A reader that takes nothing for this long is dropped.
     static constexpr std::uint64_t kWriteTimeoutMs = 60000;

@@ -331,6 +331,15 @@ CommitResult commit_axfr(store::Store& store, const ZoneConfig& zone,
     }
     result.removed = diff.removed.size();
     old_rules = {};
+    if (wire::serial_newer(stored.serial, fresh.serial)) {
+        // allow_older: no journal entry can lead backwards; replace, which
+        // also clears the journal (downstream secondaries then AXFR).
+        store::ZoneInfo info = store.replace_zone(fresh);
+        result.changed = true;
+        result.rules = info.rule_count;
+        result.to_serial = info.serial;
+        return result;
+    }
     if (fresh.serial == stored.serial) {
         result.rules = stored.rule_count;
         if (diff.empty() && fresh.soa_rdata == stored.soa_rdata) return result;  // nothing new

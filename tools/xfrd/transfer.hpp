@@ -129,7 +129,8 @@ void commit_ixfr(store::Store& store, const ZoneConfig& zone, std::vector<IxfrSe
 /// and applies that as one Store::apply_delta (the journal keeps leading to
 /// it, so downstream secondaries can still IXFR), else replace_zone().
 /// A serial older than the stored one (RFC 1982) is refused (CommitError)
-/// unless `allow_older`. The same serial with different content replaces
+/// unless `allow_older` (then the zone is replaced, clearing its journal).
+/// The same serial with different content replaces
 /// the zone (clearing its journal).
 CommitResult commit_axfr(store::Store& store, const ZoneConfig& zone,
                          std::span<const rpz::ZoneRecord> records, const std::string& label,

@@ -102,7 +102,6 @@ primaries        = ["127.0.0.1:5301 key xfr-key", "10.0.0.1"]
 notify           = ["127.0.0.2:53 key xfr-key", "[::1]:5302"]
 allow-transfer   = ["127.0.0.0/8 key xfr-key", "::1"]
 allow-notify     = ["127.0.0.1/32"]
-allow-update     = ["127.0.0.1/32 key upd-key"]
 journal-size     = 1048576
 max-transfer-size = 4096
 transfer-timeout = 30
@@ -114,6 +113,7 @@ ixfr = false
 
 [[zone]]
 name = "local.rpz."
+allow-update     = ["127.0.0.1/32 key upd-key"]
 )";
 
 }  // namespace
@@ -161,7 +161,7 @@ TEST_CASE("xfrd config: a full file", "[xfrd][config]") {
     REQUIRE(z->allow_transfer.size() == 2);
     CHECK(z->allow_transfer[0].key == "xfr-key.");
     CHECK(z->allow_transfer[1].prefix.length == 128);
-    CHECK(z->allow_update[0].key == "upd-key.");
+    CHECK(z->allow_update.empty());
     CHECK(z->journal_size == 1048576u);
     CHECK(z->max_transfer_size == 4096u);
     CHECK(z->transfer_timeout == 30u);
@@ -267,7 +267,8 @@ TEST_CASE("xfrd config: parse_acl", "[xfrd][config]") {
     CHECK(a.key == "upd-key.");
     CHECK(a.prefix.length == 96 + 8);
     CHECK(parse_acl("10.1.2.3").prefix.length == 128);  // a bare address is a host
-    CHECK(parse_acl("10.1.2.3/16").prefix == *dnsfw::rpz::prefix_from_text("10.1.0.0/16"));
+    CHECK(parse_acl("10.1.0.0/16").prefix == *dnsfw::rpz::prefix_from_text("10.1.0.0/16"));
+    CHECK_THROWS_AS(parse_acl("10.1.2.3/16"), ConfigError);  // host bits set
     CHECK(parse_acl("2001:db8::/32").prefix.length == 32);
     CHECK_THROWS_AS(parse_acl("10.0.0.0/33"), ConfigError);
     CHECK_THROWS_AS(parse_acl("nothing"), ConfigError);
@@ -307,4 +308,49 @@ TEST_CASE("xfrd config: acl_match", "[xfrd][config]") {
         none.ss_family = AF_UNIX;
         CHECK(acl_match({parse_acl("::/0")}, none, "") == nullptr);
     }
+}
+
+TEST_CASE("xfrd config: review checks (duplicates, names, prefixes, IPv6 ports, store, update)",
+          "[xfrd][config]") {
+    // Duplicate listen entries (the same socket, however written).
+    CHECK(load_error("store = \"/s\"\nlisten = [\"127.0.0.1:5300\", \"127.0.0.1@5300\"]\n")
+              .find("key listen: duplicate listen address '127.0.0.1@5300' (same as "
+                    "'127.0.0.1:5300')") != std::string::npos);
+    CHECK(load_error("store = \"/s\"\nlisten = [\"[::1]:53\", \"::1\"]\n")
+              .find("duplicate listen address") != std::string::npos);
+    // Other ports / families are fine.
+    {
+        ConfigFile f("store = \"/s\"\nlisten = [\"127.0.0.1:5300\", \"127.0.0.1:5301\", \"[::1]:5300\"]\n");
+        CHECK(load_config(f.path).listen.size() == 3);
+    }
+    // A zone name that is not a domain name.
+    CHECK(load_error("store = \"/s\"\n[[zone]]\nname = \"a b.rpz\"\n")
+              .find(":3: key zone[0].name: bad zone name 'a b.rpz'") != std::string::npos);
+    CHECK(load_error("store = \"/s\"\n[[zone]]\nname = \"a\\\\032b.rpz\"\n")
+              .find("bad zone name") != std::string::npos);
+    // ACL prefixes with host bits set name the canonical form.
+    CHECK(load_error("store = \"/s\"\n[[zone]]\nname = \"a.rpz\"\nallow-transfer = [\"10.0.0.1/8\"]\n")
+              .find("key zone[0].allow-transfer[0]: '10.0.0.1/8' has host bits set: write "
+                    "10.0.0.0/8") != std::string::npos);
+    CHECK(load_error("store = \"/s\"\n[[zone]]\nname = \"a.rpz\"\nallow-notify = [\"2001:db8::1/32\"]\n")
+              .find("write 2001:db8::/32") != std::string::npos);
+    CHECK_NOTHROW(parse_acl("10.0.0.0/8"));
+    CHECK_NOTHROW(parse_acl("127.0.0.1"));
+    CHECK_NOTHROW(parse_acl("::1/128"));
+    // "::1:53": refused as ambiguous; brackets say what is meant.
+    CHECK(load_error("store = \"/s\"\nlisten = [\"::1:53\"]\n")
+              .find("'::1:53' is ambiguous: write [::1]:53 for a port, or [::1:53] for the address") !=
+          std::string::npos);
+    CHECK_THROWS_AS(parse_endpoint("fe80::1:5300", 53), ConfigError);
+    CHECK(port_of(parse_endpoint("[::1:53]", 5300)) == 5300);
+    CHECK(port_of(parse_endpoint("[::1]:53", 5300)) == 53);
+    CHECK(port_of(parse_endpoint("2001:db8::1", 5300)) == 5300);  // not ambiguous
+    CHECK(port_of(parse_endpoint("::1", 5300)) == 5300);
+    // A relative store path is refused.
+    CHECK(load_error("store = \"var/store\"\n")
+              .find(":1: key store: 'var/store' is a relative path") != std::string::npos);
+    // allow-update on a zone with primaries is refused.
+    CHECK(load_error("store = \"/s\"\n[[zone]]\nname = \"a.rpz\"\nprimaries = [\"127.0.0.1:5301\"]\n"
+                     "allow-update = [\"127.0.0.1\"]\n")
+              .find(":5: key zone[0].allow-update: zone 'a.rpz.' has primaries") != std::string::npos);
 }

@@ -137,6 +137,11 @@ Config parse_config(std::string_view text, const std::string& source) {
         } else if (key == "hit-log") {
             std::string v = get_string(source, key, node);
             config.hit_log = v.empty() ? std::string() : resolve_path(source, v);
+        } else if (key == "hit-log-queue") {
+            const auto* i = node.as_integer();
+            if (i == nullptr || i->get() < 1024 || i->get() > 1048576)
+                fail(source, node, "'hit-log-queue' must be an integer from 1024 to 1048576 (records)");
+            config.hit_log_queue = static_cast<std::size_t>(i->get());
         } else if (key == "fail-open") {
             const auto* b = node.as_boolean();
             if (b == nullptr) fail(source, node, "'fail-open' must be true or false");
@@ -148,7 +153,7 @@ Config parse_config(std::string_view text, const std::string& source) {
         } else {
             fail(source, node,
                  "unknown key '" + key +
-                     "' (known: store, zones, hit-log, fail-open, ede, log-level)");
+                     "' (known: store, zones, hit-log, hit-log-queue, fail-open, ede, log-level)");
         }
     }
     if (!have_store) throw ConfigError(source + ": required key 'store' is missing");

@@ -41,6 +41,11 @@ struct Config {
     /// `hit-log`: path of the JSON-lines hit log; empty = no hit log.
     /// Relative paths as for `store`.
     std::string hit_log;
+    /// `hit-log-queue`: records the hit log's queue holds between the
+    /// resolver threads and its writer thread (1024 .. 1048576, rounded up
+    /// to a power of two; about 1.1 KB each). A record that finds the queue
+    /// full is dropped and counted (reported in Unbound's log).
+    std::size_t hit_log_queue = 16384;
     /// `fail-open`: start (unprotected) even if the store cannot be opened.
     bool fail_open = false;
     /// `ede`: RFC 8914 info-code added to rewritten answers; nullopt = none.

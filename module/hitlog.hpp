@@ -107,7 +107,7 @@ using LogSink = std::function<void(LogLevel, const std::string&)>;
 class HitLog {
 public:
     /// Default queue capacity (records; about 1.1 KB each).
-    static constexpr std::size_t kDefaultCapacity = 8192;
+    static constexpr std::size_t kDefaultCapacity = 16384;
 
     /// Opens (creates, appends to) `path` and starts the writer thread.
     /// Throws std::runtime_error naming the path if it cannot be opened.
@@ -126,6 +126,8 @@ public:
     std::uint64_t written() const noexcept { return written_.load(std::memory_order_relaxed); }
     /// Records dropped because the queue was full.
     std::uint64_t dropped() const noexcept { return queue_.dropped(); }
+    /// Records the queue holds.
+    std::size_t capacity() const noexcept { return queue_.capacity(); }
     /// Records lost because the file could not be written.
     std::uint64_t lost() const noexcept { return lost_.load(std::memory_order_relaxed); }
 

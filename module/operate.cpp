@@ -758,17 +758,28 @@ bool store_guarded(module_qstate* qstate, const QueryState& qs, bool rrsets_only
 /// (the first link with a match wins). Also redoes the query stage if the
 /// store changed meanwhile.
 void resolved(ModuleState& state, module_qstate* qstate, int id, const QueryState& qs) noexcept {
-    if (qs.guard) {
-        qstate->no_cache_store = qs.saved_no_cache_store ? 1 : 0;
-        // The RRsets go to the RRset cache as the modules below would have
-        // stored them (the delegation facts read them); the message waits
-        // for the verdict.
-        store_guarded(qstate, qs, true);
-    }
+    if (qs.guard) qstate->no_cache_store = qs.saved_no_cache_store ? 1 : 0;
+    // A guarded answer's RRsets go to the RRset cache as the modules below
+    // would have stored them; the message waits for the verdict. Storing
+    // the message stores its RRsets too, so on the common path (nothing
+    // matched, the answer is cached) they are stored once, with it; they
+    // are stored first only where something reads them before (the
+    // delegation facts of NSDNAME/NSIP rules) or where the message is not
+    // stored (a policed answer, CLIENT-IP rules, a held-back answer).
+    bool rrsets_pending = qs.guard;
+    auto store_rrsets = [&]() noexcept {
+        if (rrsets_pending) store_guarded(qstate, qs, true);
+        rrsets_pending = false;
+    };
     WorkerSlot* slot = current_slot(state, qstate);
     const bool same_generation = slot != nullptr && slot->generation == qs.generation;
-    if (slot == nullptr) store_guarded(qstate, qs, false);
-    if (slot == nullptr || (qs.keep && same_generation)) {
+    if (slot == nullptr) {
+        if (!store_guarded(qstate, qs, false)) store_rrsets();
+        qstate->ext_state[id] = module_finished;
+        return;
+    }
+    if (qs.keep && same_generation) {
+        store_rrsets();
         // The iterator cached the answer of a PASSTHRU match: drop the
         // message (its RRsets stay cached) so that the next identical query
         // is policed and logged too.
@@ -776,6 +787,7 @@ void resolved(ModuleState& state, module_qstate* qstate, int id, const QueryStat
         qstate->ext_state[id] = module_finished;
         return;
     }
+    if (slot->ns_rules) store_rrsets();
     dnsfw_ub_client client{};
     const bool has_client = dnsfw_ub_first_client(qstate, &client) != 0;
     const dns_msg* msg = qstate->return_msg;
@@ -823,6 +835,7 @@ void resolved(ModuleState& state, module_qstate* qstate, int id, const QueryStat
             }
             continue;
         }
+        store_rrsets();
         if (d.action() != rpz::Action::Passthru) {
             // Policed: neither this answer nor the chain links' answers may
             // be served from the cache (the iterator stored them already).
@@ -849,8 +862,10 @@ void resolved(ModuleState& state, module_qstate* qstate, int id, const QueryStat
     // active it must not be served from the cache to other clients (cache
     // hits never reach this module).
     if (slot->client_ip_rules || held_back) {
+        store_rrsets();
         uncache_chain(qstate, chain);
     } else if (store_guarded(qstate, qs, false)) {
+        rrsets_pending = false;
         // Decided under slot->generation. If the store changed since, a
         // sweep for the new generation may already have passed this
         // entry's hash bin: take the answer out again (the next query is
@@ -860,6 +875,7 @@ void resolved(ModuleState& state, module_qstate* qstate, int id, const QueryStat
         slot->sync();
         if (slot->generation != decided) remove_cached_answer(qstate);
     }
+    store_rrsets();  // the message was not stored (not RD, other rcode)
     qstate->ext_state[id] = module_finished;
 }
 

@@ -109,7 +109,8 @@ ModuleState::ModuleState(Config config, std::size_t workers, Logger log, Refresh
     if (!config_.hit_log.empty()) {
         try {
             hit_log_ = std::make_unique<HitLog>(
-                config_.hit_log, [l = log_](LogLevel level, const std::string& m) { l(level, m); });
+                config_.hit_log, [l = log_](LogLevel level, const std::string& m) { l(level, m); },
+                config_.hit_log_queue);
         } catch (const std::exception& e) {
             if (!config_.fail_open) {
                 throw std::runtime_error(std::string(e.what()) + " (configured in " +
@@ -428,7 +429,7 @@ void ModuleState::run_sweep(Protection& p, Sweeper& s) {
 
 std::size_t ModuleState::memory() const noexcept {
     std::size_t bytes = sizeof(*this);
-    if (hit_log_) bytes += sizeof(HitLog) + HitLog::kDefaultCapacity * sizeof(HitRecord);
+    if (hit_log_) bytes += sizeof(HitLog) + hit_log_->capacity() * sizeof(HitRecord);
     if (const Protection* p = protection()) bytes += (p->workers() + 1) * sizeof(WorkerSlot);
     return bytes;
 }

@@ -73,8 +73,10 @@ TEST_CASE("ede accepts codes, names and the ways to turn it off", "[module][conf
 
 TEST_CASE("configuration errors name the file, the line and the cause", "[module][config]") {
     CHECK(error_of("store = \"/s\"\nzonez = [\"a\"]\n") ==
-          "/etc/dnsfw/x.toml:2:9: unknown key 'zonez' (known: store, zones, hit-log, fail-open, "
-          "ede, log-level)");
+          "/etc/dnsfw/x.toml:2:9: unknown key 'zonez' (known: store, zones, hit-log, hit-log-queue, "
+          "fail-open, ede, log-level)");
+    CHECK(error_of("store = \"/s\"\nhit-log-queue = 100\n") ==
+          "/etc/dnsfw/x.toml:2:17: 'hit-log-queue' must be an integer from 1024 to 1048576 (records)");
     CHECK(error_of("zones = []\n") == "/etc/dnsfw/x.toml: required key 'store' is missing");
     CHECK(error_of("store = 5\n").find("/etc/dnsfw/x.toml:1:") == 0);
     CHECK(error_of("store = 5\n").find("'store' must be a string") != std::string::npos);

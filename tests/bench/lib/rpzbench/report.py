@@ -269,7 +269,7 @@ def profile_text(rs, kinds) -> str:
                 share = sum(v for n, v in d.items() if any(n.startswith(x) for x in names))
                 return f"{us * share / tot:.2f}"
             top = [f"{sym} {share:.1f}%" for share, dso, sym in p["sym"] if dso in USER_DSOS][:6]
-            rate = "unthrottled" if cls == "blocked" else "paced"
+            rate = "unthrottled" if cls in ("blocked", "hit") else "paced"
             L.append(f"| {CLASS_NAMES.get(cls, cls)} ({rate}) | {k.kind} | {run.qps:,.0f} | {us:.1f} | "
                      f"{part(['[kernel'])} | {part(['unbound'])} | {part(['libc.so'])} | "
                      f"{part(['libevent'])} | {part(['libdnsfw_module'])} | {part(['liblmdb'])} | "

@@ -110,7 +110,10 @@ public:
     ListParser(ZoneBuilder& b, const ListOptions& o) : b_(b), opt_(o) {}
 
     /// Adds the rule(s) for one listed host name (possibly "*.name").
-    void add_name(std::string_view text, std::size_t line) {
+    /// `written` is the token as the line has it (the URL of a URL line),
+    /// for diagnostics; empty means `text`.
+    void add_name(std::string_view text, std::size_t line, std::string_view written = {}) {
+        if (written.empty()) written = text;
         if (text.empty() || text == ".") {
             b_.error(line, "empty or root name is never a rule; skipped");
             return;
@@ -142,6 +145,13 @@ public:
         }
         auto key = key_of(*name);
         const std::string owner = name_to_text(*name);
+        if (!wildcard && opt_.include_subdomains && name_label_count(*name) == 1) {
+            // One stray "com" in a feed would block a whole TLD. That can be
+            // meant (".zip"), so it is loaded, but never silently.
+            const std::string tld = owner.substr(0, owner.size() - 1);  // no trailing dot
+            b_.warning(line, "--subdomains makes '" + std::string(written) +
+                                 "' cover every name under the top-level domain " + tld);
+        }
         if (!wildcard) add_rule(key, line, owner);
         if (wildcard || opt_.include_subdomains) add_rule(wildcard_key(key), line, "*." + owner);
     }
@@ -162,7 +172,7 @@ public:
                 b_.error(nr, "invalid host in URL '" + std::string(*host) + "'; skipped");
                 return;
             }
-            add_name(*host, nr);
+            add_name(*host, nr, toks[0]);
             return;
         }
         add_name(toks[0], nr);

@@ -141,3 +141,33 @@ def test_zone_clients_setting(tmp_path):
     cp = h.dnsfw("zone", "set", "--store", store, "--zone", "internal.rpz", "--clients", "all")
     assert cp.returncode == 0 and "clients=all" in cp.stdout, h.describe_run(cp)
     assert "zone not for this client" not in explain("10.0.0.1")
+
+
+def test_subdomains_on_a_tld_line_is_loaded_with_a_warning(tmp_path):
+    """--subdomains on a one-label line (`com`, `http://net/`) covers a whole
+    top-level domain: loaded as asked (blocking `.zip` can be meant), but
+    reported as `file:line: warning: ...` so one stray feed line is not silent."""
+    h.require(h.DNSFW_BIN)
+    store = tmp_path / "store"
+    feed = tmp_path / "feed.txt"
+    feed.write_text("# feed\nbad.example\ncom\nhttp://net/\n")
+    cp = h.zone_load(store, "tld.rpz", feed, "--format", "list", "--subdomains")
+    assert cp.returncode == 0, h.describe_run(cp)
+    warnings = [(m.group(1), m.group(2), m.group(3)) for m in
+                re.finditer(r"^(\S+):(\d+): warning: (.+)$", cp.stderr, re.M)]
+    assert warnings == [
+        (str(feed), "3", "--subdomains makes 'com' cover every name under the top-level "
+                         "domain com"),
+        (str(feed), "4", "--subdomains makes 'http://net/' cover every name under the "
+                         "top-level domain net"),
+    ], h.describe_run(cp)
+    assert "error" not in cp.stderr.lower(), h.describe_run(cp)
+    assert "0 lines skipped, 2 warnings" in cp.stdout, h.describe_run(cp)
+    cp = h.dnsfw("lookup", "--store", store, "www.google.com")
+    assert cp.returncode == 0, h.describe_run(cp)
+    assert "*.com" in cp.stdout and "nxdomain" in cp.stdout.lower(), h.describe_run(cp)
+
+    # Without --subdomains the line is the TLD name itself: nothing to warn about.
+    cp = h.zone_load(store, "tld.rpz", feed, "--format", "list")
+    assert cp.returncode == 0, h.describe_run(cp)
+    assert "warning" not in cp.stderr, h.describe_run(cp)

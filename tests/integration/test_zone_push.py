@@ -184,6 +184,7 @@ def test_push_reports_the_difference(diff_pushed):
     assert cp.stdout.strip() == "zone diff.rpz.: serial 10 -> 11: 1 added, 1 removed, 1 changed", \
         h.describe_run(cp)
     assert "error" not in cp.stderr, h.describe_run(cp)
+    assert "not newer" not in cp.stderr, h.describe_run(cp)  # the file's serial 11 was used
 
 
 def test_v1_was_enforced_before_the_push(diff_pushed):
@@ -294,6 +295,9 @@ def test_older_file_serial_gives_stored_plus_one(world):
     assert cp.returncode == 0, h.describe_run(cp)
     assert cp.stdout.strip() == "zone older.rpz.: serial 100 -> 101: 1 added, 0 removed, 0 changed", \
         h.describe_run(cp)
+    # Documented, but never silent: the zone's serial is not the file's.
+    assert ("zone older.rpz.: the file's serial 50 is not newer than the stored serial 100: "
+            "using 101") in cp.stderr.splitlines(), h.describe_run(cp)
     assert w.zones()["older.rpz"]["serial"] == 101
     assert_blocked(w, "b.older.push.example.")
 
@@ -323,6 +327,7 @@ def test_list_push_uses_load_options(world):
     assert cp.returncode == 0, h.describe_run(cp)
     assert cp.stdout.strip() == (f"zone list.rpz.: serial {stored} -> {stored + 1}: "
                                  "1 added, 0 removed, 0 changed"), h.describe_run(cp)
+    assert "not newer" not in cp.stderr, h.describe_run(cp)  # a list has no serial of its own
     # --action nodata: NOERROR without records, not NXDOMAIN.
     assert_blocked(w, "b.list.push.example.", rcode=dns.rcode.NOERROR)
     assert_blocked(w, "a.list.push.example.", rcode=dns.rcode.NOERROR)

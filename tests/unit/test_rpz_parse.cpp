@@ -342,6 +342,59 @@ TEST_CASE("hosts format", "[rpz][parse]") {
     CHECK(z.serial == 1);
 }
 
+TEST_CASE("include_subdomains on a one-label name: loaded, with a warning naming the TLD",
+          "[rpz][parse]") {
+    // One stray "com" line would block every .com name: allowed (".zip" can
+    // be meant), never silent.
+    using S = Diagnostic::Severity;
+    ListOptions sub;
+    sub.include_subdomains = true;
+    const Name apex = name("tld.rpz");
+    const std::string list = "com\n"               // 1: warned
+                             "http://net/\n"       // 2: warned, the URL as written
+                             "example.org\n"       // 3: two labels
+                             "*.zip\n"             // 4: explicit wildcard, no --subdomains needed
+                             "Org.   # comment\n"  // 5: warned, lower-cased, no trailing dot
+                             "192.0.2.1\n";        // 6: an address, not a TLD
+    SECTION("list") {
+        Zone z = parse_zone_text(list, "feed.txt", apex, InputFormat::List, sub);
+        REQUIRE(diags_at(z, 1).size() == 1);
+        CHECK(diags_at(z, 1)[0] ==
+              "feed.txt:1: warning: --subdomains makes 'com' cover every name under the "
+              "top-level domain com");
+        REQUIRE(diags_at(z, 2).size() == 1);
+        CHECK(diags_at(z, 2)[0] ==
+              "feed.txt:2: warning: --subdomains makes 'http://net/' cover every name under "
+              "the top-level domain net");
+        check_diag(z, 5, S::Warning, "'Org.' cover every name under the top-level domain org");
+        check_diag(z, 6, S::Warning, "lists hold names only");
+        CHECK(diags_at(z, 3).empty());
+        CHECK(diags_at(z, 4).empty());
+        CHECK(z.diagnostics.size() == 4);
+        CHECK(count_errors(z) == 0);
+        // Still loaded as asked.
+        for (auto n : {"com", "*.com", "net", "*.net", "org", "*.org", "example.org",
+                       "*.example.org", "*.zip"})
+            CHECK(action_of(z, n) == Action::Nxdomain);
+        CHECK(z.rules.size() == 9);
+    }
+    SECTION("list without include_subdomains: the TLD itself only, no warning") {
+        Zone z = parse_zone_text(list, "feed.txt", apex, InputFormat::List);
+        CHECK(z.diagnostics.size() == 1);  // line 6, the address
+        CHECK(find_rule(z, "com") != nullptr);
+        CHECK(find_rule(z, "*.com") == nullptr);
+    }
+    SECTION("hosts") {
+        Zone z = parse_zone_text("0.0.0.0 ads.example com\n0.0.0.0 localhost\n", "hosts",
+                                 apex, InputFormat::Hosts, sub);
+        check_diag(z, 1, S::Warning,
+                   "--subdomains makes 'com' cover every name under the top-level domain com");
+        CHECK(z.diagnostics.size() == 1);  // localhost is skipped, not warned about
+        CHECK(action_of(z, "*.com") == Action::Nxdomain);
+        CHECK(action_of(z, "*.ads.example") == Action::Nxdomain);
+    }
+}
+
 TEST_CASE("real URL feed: openphish", "[rpz][parse]") {
     Zone z = parse_zone_file("/work/shared/data/openphish/openphish-feed-2024-07-05.txt",
                              name("phish.rpz"), InputFormat::List);

@@ -28,7 +28,9 @@ std::vector<OptionSpec> zone_input_options() {
         {"format", "FORMAT", "rpz (default), list (one domain or URL per line) or hosts"},
         {"action", "ACTION",
          "list/hosts only: nxdomain (default), nodata, passthru, drop or tcp-only"},
-        {"subdomains", "", "list/hosts only: also match every subdomain of each name"},
+        {"subdomains", "",
+         "list/hosts only: also match every subdomain of each name (a warning names any "
+         "line this makes cover a whole top-level domain)"},
         {"max-diagnostics", "N", "print at most N diagnostics (default 50)"},
     };
 }

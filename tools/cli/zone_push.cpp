@@ -156,9 +156,10 @@ const CommandSpec& zone_push_spec() {
             "enforces it at its next query). The change is kept in the zone's journal,\n"
             "so dnsfw-xfrd serves it to its secondaries as an IXFR and NOTIFYs them.\n"
             "New serial: the file's SOA serial (or --serial) if it is newer than the\n"
-            "stored one (RFC 1982), else the stored serial + 1. A file whose rules equal\n"
-            "the stored ones changes nothing ('no change'). The zone keeps its settings\n"
-            "and position (change them with 'zone set').\n"
+            "stored one (RFC 1982), else the stored serial + 1 (a note on stderr says so\n"
+            "when the file's SOA serial is the older one). A file whose rules equal the\n"
+            "stored ones changes nothing ('no change'). The zone keeps its settings and\n"
+            "position (change them with 'zone set').\n"
             "Bad lines are reported as 'file:line: error: message' on stderr and skipped;\n"
             "the rest of the file is applied. The zone must already be in the store (load\n"
             "it first with 'zone load'). FILE '-' reads standard input.",
@@ -317,6 +318,13 @@ int zone_push(const Args& args) {
             throw CommandError("store: " + why + " (zone " + name + " not changed)");
         }
         record_status(st, name, source, nullptr);
+        if (file_has_soa && !serial_opt && !serial_newer(zone.serial, from)) {
+            // Documented (stored + 1, the file's SOA timers), but say so: the
+            // zone's serial is not the one the file states.
+            std::cerr << "zone " << name << ": the file's serial " << zone.serial
+                      << " is not newer than the stored serial " << from << ": using "
+                      << info.serial << "\n";
+        }
         std::cout << "zone " << info.name << ": serial " << from << " -> " << info.serial << ": "
                   << added << " added, " << removed << " removed, " << changed << " changed";
         if (input.errors > 0) {

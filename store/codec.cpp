@@ -18,6 +18,10 @@ constexpr std::uint16_t kTagPolicy = 3;
 constexpr std::uint16_t kTagJournalBytes = 4;
 constexpr std::uint8_t kJournalVersion = 1;
 constexpr std::uint8_t kStatusVersion = 1;
+constexpr std::uint16_t kStatusTagTransferStarted = 1;
+constexpr std::uint16_t kStatusTagTransferKind = 2;
+constexpr std::uint16_t kStatusTagSkipped = 3;
+constexpr std::uint16_t kStatusTagDaemon = 4;
 /// Zone policy, optional second flags byte: bit 1 = override_local_data false,
 /// bit 2 = a clients list follows (u16 count | count x 17-byte IP key).
 constexpr std::uint8_t kFlags2KeepLocalData = 1;
@@ -419,10 +423,38 @@ std::vector<std::uint8_t> encode_status(const ZoneStatus& st) {
     append_u64(out, st.updates);
     append_u32(out, st.primary_serial);
     append_u64(out, st.next_check);
-    for (const std::string* s : {&st.last_error, &st.last_source}) {
-        const std::size_t n = std::min<std::size_t>(s->size(), 0xFFFF);
-        append_u16(out, static_cast<std::uint16_t>(n));
-        out.insert(out.end(), s->begin(), s->begin() + static_cast<long>(n));
+    const auto append_string = [](std::vector<std::uint8_t>& to, const std::string& s,
+                                  std::size_t max) {
+        const std::size_t n = std::min<std::size_t>(s.size(), max);
+        append_u16(to, static_cast<std::uint16_t>(n));
+        to.insert(to.end(), s.begin(), s.begin() + static_cast<long>(n));
+    };
+    for (const std::string* s : {&st.last_error, &st.last_source}) append_string(out, *s, 0xFFFF);
+    // Extensions, only when set: a record without them reads the same in
+    // code that predates them.
+    if (st.transfer_started != 0) {
+        std::vector<std::uint8_t> b;
+        append_u64(b, st.transfer_started);
+        append_tlv(out, kStatusTagTransferStarted, b);
+    }
+    if (!st.transfer_kind.empty()) {
+        const std::size_t n = std::min<std::size_t>(st.transfer_kind.size(), 1024);
+        append_tlv(out, kStatusTagTransferKind,
+                   std::vector<std::uint8_t>(st.transfer_kind.begin(),
+                                             st.transfer_kind.begin() + static_cast<long>(n)));
+    }
+    if (st.last_transfer_skipped != 0) {
+        std::vector<std::uint8_t> b;
+        append_u64(b, st.last_transfer_skipped);
+        append_tlv(out, kStatusTagSkipped, b);
+    }
+    if (st.daemon.pid != 0) {
+        std::vector<std::uint8_t> b;
+        append_u32(b, st.daemon.pid);
+        append_u64(b, st.daemon.start_ticks);
+        append_string(b, st.daemon.boot_id, 255);
+        append_string(b, st.daemon.pid_ns, 255);
+        append_tlv(out, kStatusTagDaemon, b);
     }
     return out;
 }
@@ -444,7 +476,29 @@ std::optional<ZoneStatus> decode_status(std::span<const std::uint8_t> value) {
         auto b = r.bytes(r.u16());
         s->assign(b.begin(), b.end());
     }
-    if (!r.ok() || !r.skip_extensions()) return std::nullopt;
+    while (r.ok() && !r.at_end()) {
+        const std::uint16_t tag = r.u16();
+        const auto body = r.bytes(r.u16());
+        if (!r.ok()) break;
+        Reader t(body);
+        if (tag == kStatusTagTransferStarted && body.size() == 8) {
+            st.transfer_started = t.u64();
+        } else if (tag == kStatusTagTransferKind) {
+            st.transfer_kind.assign(body.begin(), body.end());
+        } else if (tag == kStatusTagSkipped && body.size() == 8) {
+            st.last_transfer_skipped = t.u64();
+        } else if (tag == kStatusTagDaemon) {
+            ProcessId d;
+            d.pid = t.u32();
+            d.start_ticks = t.u64();
+            auto boot = t.bytes(t.u16());
+            d.boot_id.assign(boot.begin(), boot.end());
+            auto ns = t.bytes(t.u16());
+            d.pid_ns.assign(ns.begin(), ns.end());
+            if (t.ok() && t.at_end()) st.daemon = std::move(d);
+        }
+    }
+    if (!r.ok()) return std::nullopt;
     return st;
 }
 

@@ -164,7 +164,14 @@ bool journal_head(std::span<const std::uint8_t> value, std::uint32_t& from,
 ///   u8 version(=1) | u64 last_attempt | u64 last_success | u64 last_failure |
 ///   u64 transfers_full | u64 transfers_incremental | u64 transfers_failed |
 ///   u64 updates | u32 primary_serial | u64 next_check | u16 len | last_error |
-///   u16 len | last_source | extensions (TLV, readers skip unknown tags)
+///   u16 len | last_source | extensions (TLV u16 tag | u16 len | bytes;
+///   readers skip unknown tags; each is written only when not 0 / empty):
+///     tag 1  u64 transfer_started
+///     tag 2  transfer_kind (bytes)
+///     tag 3  u64 last_transfer_skipped
+///     tag 4  daemon: u32 pid | u64 start_ticks | u16 len | boot_id |
+///            u16 len | pid_ns
+///   A known tag of the wrong length is ignored (as if absent).
 /// Strings longer than 65535 octets are truncated.
 std::vector<std::uint8_t> encode_status(const ZoneStatus& st);
 /// nullopt if malformed or of an unknown version.

@@ -72,8 +72,10 @@
 //              u64 last_failure | u64 transfers_full | u64 transfers_incremental
 //              | u64 transfers_failed | u64 updates | u32 primary_serial |
 //              u64 next_check | u16 len | last_error | u16 len | last_source |
-//              TLVs (codec.hpp). A status write is its own txn and does NOT
-//              bump meta/generation (it is not a policy change).
+//              TLVs (codec.hpp: transfer under way since / kind, records the
+//              last transfer skipped, the writing process). Added TLVs need no
+//              version bump: readers skip unknown tags. A status write is its
+//              own txn and does NOT bump meta/generation (not a policy change).
 //
 // Query cost: checking a name against one zone is at most one point read
 // (mdb_get) per label: the exact key, then key(ancestor)+"\1*" for each

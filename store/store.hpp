@@ -96,6 +96,31 @@ struct ZoneDelta {
     rpz::RuleDelta changes;              ///< rules to remove / add or replace, and their RR form
 };
 
+/// A process as recorded in a status record (ZoneStatus::daemon): enough to
+/// tell later, from another process, whether it still runs, even after its
+/// pid was reused or the machine rebooted. Linux: /proc.
+struct ProcessId {
+    std::uint32_t pid = 0;          ///< 0 = none recorded
+    /// /proc/PID/stat starttime (clock ticks after boot); 0 unknown.
+    std::uint64_t start_ticks = 0;
+    std::string boot_id;  ///< /proc/sys/kernel/random/boot_id; "" unknown
+    /// readlink /proc/self/ns/pid, e.g. "pid:[4026531836]"; "" unknown.
+    std::string pid_ns;
+    bool operator==(const ProcessId&) const = default;
+
+    /// The calling process.
+    static ProcessId self();
+    /// Process `pid` as the caller sees it (start_ticks 0 if it is gone).
+    static ProcessId of(std::uint32_t pid);
+    enum class Liveness : std::uint8_t {
+        Running,  ///< that process exists (same boot, pid and start time)
+        Gone,     ///< it exited or was killed (pid free, a zombie, reused, or another boot)
+        Unknown,  ///< cannot tell: nothing recorded, or another pid namespace
+    };
+    /// Whether the recorded process still runs, as seen from the caller.
+    Liveness liveness() const;
+};
+
 /// Transfer and update bookkeeping of one zone (Store::put_status), shown by
 /// `dnsfw status`. Times are unix seconds, 0 = never.
 struct ZoneStatus {
@@ -110,6 +135,16 @@ struct ZoneStatus {
     std::uint64_t updates = 0;    ///< deltas applied by zone push / RFC 2136 UPDATE
     std::uint32_t primary_serial = 0;  ///< last serial seen at the primary (secondaries)
     std::uint64_t next_check = 0;      ///< when the daemon will next query the primary
+    // Extensions of the record (TLVs: readers that predate them skip them).
+    /// A transfer is under way since this time (0 = none): set when the
+    /// daemon starts a transfer, cleared when it ends (success or failure).
+    /// Still set while `daemon` is gone = the transfer was interrupted.
+    std::uint64_t transfer_started = 0;
+    std::string transfer_kind;         ///< that transfer, e.g. "AXFR from 127.0.0.1:5301"
+    /// Records the last committed transfer skipped (the daemon logs each one).
+    std::uint64_t last_transfer_skipped = 0;
+    /// The dnsfw-xfrd process that last wrote this status (pid 0 = none).
+    ProcessId daemon;
     bool operator==(const ZoneStatus&) const = default;
 };
 

@@ -235,10 +235,21 @@ def test_sigkill_during_a_big_transfer_resumes_by_ixfr(secondary):
     s.xfrd.kill()
     assert s.fake.transfers_completed == 1, "the big transfer finished before the kill"
     _assert_still_at_v10(s)
+    # `dnsfw status` tells: the daemon is gone, its transfer did not finish.
+    row = s.status()
+    assert row["daemon"] and row["daemon"]["running"] is False, row
+    assert row["transfer_interrupted"] is True and not row["transfer_in_progress"], row
+    assert row["transfer_kind"].startswith("IXFR from 127.0.0.1:"), row
+    cp = h.dnsfw("status", "--store", s.store)
+    assert cp.returncode == 0, h.describe_run(cp)
+    assert "daemon not running" in cp.stdout, cp.stdout
+    assert " did not finish (interrupted: dnsfw-xfrd pid " in cp.stdout, cp.stdout
     s.fake.pace = 0.0
     since = time.monotonic()
     s.xfrd.start()  # its log starts afresh (the killed run's is kept aside)
     mark = 0
+    s.xfrd.wait_log(r"warning zone threat\.rpz\.: IXFR from 127\.0\.0\.1:\d+ started at \S+Z by "
+                    r"dnsfw-xfrd pid \d+ did not finish \(interrupted", since=mark)
     s.wait_serial(11, timeout=30)
     asked = [(r.qtype, r.serial) for r in s.fake.requests_of("AXFR", "IXFR", since=since)]
     assert asked and asked[0] == ("IXFR", 10), asked
@@ -248,6 +259,40 @@ def test_sigkill_during_a_big_transfer_resumes_by_ixfr(secondary):
     assert x.blocked_names(s.store, sample) == set(sample)
     s.xfrd.wait_log(r"info zone threat\.rpz\.: IXFR from 127\.0\.0\.1:\d+( key \S+)? serial 10 -> 11: "
                     r"20000 rules added", since=mark)
+    row = s.status()
+    assert row["daemon"]["running"] is True, row
+    assert row["transfer_started"] == 0 and not row["transfer_interrupted"], row
+
+
+def test_stop_during_a_big_transfer(secondary):
+    """`dnsfw xfrd stop` while a big IXFR streams in: the transfer is
+    cancelled (nothing committed), the reply comes once the daemon is gone,
+    and `dnsfw status` shows the transfer as interrupted, the daemon as not
+    running; a restart resumes by IXFR."""
+    big = V10 + x.block(*[f"big{i:05d}" for i in range(20000)])
+    s = secondary(records_per_message=200)
+    s.start()
+    s.fake.publish(11, big)
+    s.fake.pace = 0.02
+    s.fake.pace_event_after = 30
+    s.fake.paced_sent.clear()
+    s.fake.notify(s.xfrd.port)
+    h.wait_until(s.fake.paced_sent.is_set, 10, "the transfer to be under way",
+                 on_timeout=s.describe)
+    cp = h.run([h.DNSFW_BIN, "xfrd", "--control", s.xfrd.control_path, "stop"], timeout=30)
+    assert cp.returncode == 0 and cp.stdout.endswith("ok\n"), h.describe_run(cp)
+    assert s.fake.transfers_completed == 1, "the big transfer finished before the stop"
+    assert s.xfrd.process.wait_exit(2) == 0, s.describe()
+    s.xfrd.wait_log(r"info zone threat\.rpz\.: IXFR from 127\.0\.0\.1:\d+ cancelled; the zone "
+                    r"stays at serial 10")
+    assert s.xfrd.log.lines()[-1] == "info dnsfw-xfrd: stopped", s.xfrd.log.tail()
+    _assert_still_at_v10(s)
+    row = s.status()
+    assert row["daemon"]["running"] is False and row["transfer_interrupted"] is True, row
+    s.fake.pace = 0.0
+    s.xfrd.start()
+    s.wait_serial(11, timeout=30)
+    assert not s.status()["transfer_interrupted"]
 
 
 def test_transfer_over_max_transfer_size(secondary):

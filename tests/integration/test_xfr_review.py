@@ -192,3 +192,99 @@ def test_refusal_log_lines_are_rate_limited(secondary):
     s.xfrd.wait_log(r"suppressed 30 similar lines in 1 s", since=mark, timeout=5)
     refused = s.xfrd.log.find(r"from 127\.0\.0\.1:\d+ refused: zone not configured", since=mark)
     assert len(refused) == 10, s.xfrd.log.tail(60, since=mark)
+
+
+# ---------------------------------------------------------------------------
+# Second review: start-up failures leave no store behind; `dnsfw xfrd stop`
+# returns once the daemon is gone; records skipped in a transfer.
+
+@pytest.mark.parametrize("what", ["listen", "control"])
+def test_start_up_failure_creates_no_store(tmp_path, what):
+    """A listen address that cannot be bound (here: a port another socket
+    holds) or a control socket that cannot be made: exit 1 with the reason,
+    and neither the store nor its directory is created."""
+    x.require_xfr()
+    store = tmp_path / "var" / "lib" / "store"
+    xfrd = x.Xfrd(tmp_path / "xfrd", store, [x.XfrZone(primaries=["127.0.0.1:53"])])
+    busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if what == "listen":
+            busy.bind((x.LOOPBACK, 0))
+            busy.listen(1)
+            xfrd.port = busy.getsockname()[1]
+            expect = f"cannot listen on 127.0.0.1:{xfrd.port} (tcp)"
+        xfrd.write_config()
+        if what == "control":
+            text = xfrd.config_path.read_text().replace(
+                str(xfrd.control_path), str(tmp_path / "no-such-dir" / "x.sock"))
+            xfrd.config_path.write_text(text)
+            expect = "control socket"
+        cp = h.run([x.XFRD_BIN, "--config", xfrd.config_path], timeout=30)
+    finally:
+        busy.close()
+    assert cp.returncode == 1, h.describe_run(cp)
+    assert expect in cp.stderr, h.describe_run(cp)
+    assert "dnsfw-xfrd ready" not in cp.stderr, h.describe_run(cp)
+    assert not (tmp_path / "var").exists(), list((tmp_path / "var").rglob("*"))
+    assert not xfrd.control_path.exists()
+
+
+def test_stop_returns_once_the_daemon_is_gone(secondary):
+    """`dnsfw xfrd stop`: the reply comes after the daemon closed its
+    listeners, control socket and store and logged `stopped`; the CLI then
+    waits for the process to exit. A new daemon on the same port and control
+    socket starts at once."""
+    s = secondary
+    cp = h.run([h.DNSFW_BIN, "xfrd", "--control", s.xfrd.control_path, "stop", "--timeout", "20"],
+               timeout=30)
+    assert cp.returncode == 0, h.describe_run(cp)
+    assert cp.stdout == "dnsfw-xfrd stopped\nok\n", h.describe_run(cp)
+    lines = s.xfrd.log.lines()
+    assert lines and lines[-1] == "info dnsfw-xfrd: stopped", s.xfrd.log.tail()
+    assert any("stopping (control stop)" in line for line in lines), s.xfrd.log.tail()
+    assert s.xfrd.process.wait_exit(2) == 0, s.xfrd.describe()
+    assert not s.xfrd.control_path.exists()
+    # the port is free: listen on it ourselves, then let the next daemon have it
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        t.bind((x.LOOPBACK, s.xfrd.port))
+        t.listen(1)
+    row = x.zone_status(s.xfrd.store)
+    assert row["daemon"] and row["daemon"]["running"] is False, row
+    assert not row["transfer_interrupted"], row
+    cp = h.dnsfw("status", "--store", s.xfrd.store)
+    assert cp.returncode == 0 and "daemon not running" in cp.stdout, h.describe_run(cp)
+    s.xfrd.start()  # same port, same control socket
+    assert s.xfrd.control("status")[-1] == "ok"
+    h.wait_until(lambda: (x.zone_status(s.xfrd.store).get("daemon") or {}).get("running"), 10,
+                 "status naming the new daemon as running", on_timeout=s.xfrd.describe)
+    cp = h.dnsfw("status", "--store", s.xfrd.store)
+    assert "daemon not running" not in cp.stdout, h.describe_run(cp)
+
+
+def test_records_skipped_in_a_transfer_are_warnings_with_their_place(tmp_path):
+    """Records a transfer carries that cannot be loaded are logged at warning
+    level (parser errors and warnings alike) as `transfer from ADDR, record
+    N`, and `dnsfw status` shows how many the last transfer skipped."""
+    x.require_xfr()
+    fake = FakePrimary(x.ZONE).start()
+    # an unknown rpz-* target (a parser warning) and a bad rpz-ip owner (an error)
+    fake.publish(10, V10 + ["odd.garden.example CNAME rpz-bogus.",
+                            "32.1.2.3.999.rpz-ip CNAME ."])
+    xfrd = x.Xfrd(tmp_path / "xfrd", tmp_path / "store", [x.XfrZone(primaries=[fake.endpoint()])])
+    try:
+        xfrd.start()
+        x.wait_stored_serial(xfrd.store, 10, describe=xfrd.describe)
+        hits = xfrd.log.find(r"^(\w+) zone threat\.rpz\.: record skipped: transfer from "
+                             rf"127\.0\.0\.1:{fake.port}, record (\d+): (.*)$")
+        assert len(hits) == 2, xfrd.log.tail()
+        assert {m.group(1) for m in hits} == {"warning"}, xfrd.log.tail()
+        assert any("rpz-bogus" in m.group(3) for m in hits), xfrd.log.tail()
+        xfrd.wait_log(r"info zone threat\.rpz\.: AXFR from .*; 2 records skipped")
+        row = x.zone_status(xfrd.store)
+        assert row["last_transfer_skipped"] == 2, row
+        cp = h.dnsfw("status", "--store", xfrd.store)
+        assert "last transfer skipped 2 records" in cp.stdout, h.describe_run(cp)
+    finally:
+        xfrd.stop()
+        fake.stop()

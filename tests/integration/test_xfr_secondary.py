@@ -293,6 +293,50 @@ def test_wrong_secret_towards_primary_is_refused_and_logged(tmp_path):
         knot.stop()
 
 
+def test_tsig_error_fails_at_once_and_recovery_is_logged(tmp_path):
+    """A wrong secret after a good start: the IXFR that `transfer ZONE` asks
+    is refused with NOTAUTH (TSIG BADSIG) and the attempt fails at once with
+    that reason (no AXFR with the same key). With the key fixed (reload), the
+    next success logs one `recovered` line naming the failure it ends."""
+    x.require_xfr(x.KNOTD, x.KNOTC)
+    key, knot, xfrd_port = _knot_world(tmp_path)
+    xfrd = x.Xfrd(tmp_path / "xfrd", tmp_path / "store", [x.XfrZone(
+        primaries=[f"{knot.endpoint()} key {key.name}"], retry_min=30, retry_max=60)], [key])
+    xfrd.port = xfrd_port
+    try:
+        xfrd.start()
+        x.wait_stored_serial(xfrd.store, 7, describe=xfrd.describe)
+        xfrd.keys = [key.with_wrong_secret()]
+        xfrd.write_config()
+        assert xfrd.control("reload")[-1] == "ok"
+        mark = xfrd.log.mark()
+        kmark = knot.log.mark()
+        reply = xfrd.control(f"transfer {x.ZONE}")
+        assert reply[-1].startswith("error: ") and "NOTAUTH (TSIG BADSIG)" in reply[-1], reply
+        assert "not asking AXFR" in reply[-1], reply
+        xfrd.wait_log(r"error zone threat\.rpz\.: transfer from 127\.0\.0\.1:\d+ failed: primary "
+                      r"answered NOTAUTH \(TSIG BADSIG\) to the IXFR", since=mark)
+        assert not xfrd.log.find(r"(: asking AXFR|AXFR request to)", since=mark), \
+            xfrd.log.tail(since=mark)
+        assert not knot.log.find(r"AXFR", since=kmark), knot.log.tail()
+        row = x.zone_status(xfrd.store)  # ("failing" compares seconds: the start may be this one)
+        assert "TSIG BADSIG" in row["last_error"] and row["last_failure"] >= row["last_success"], row
+        # the key fixed: a reload checks again at once (the zone was failing)
+        xfrd.keys = [key]
+        xfrd.write_config()
+        assert xfrd.control("reload")[-1] == "ok"
+        xfrd.wait_log(r"info zone threat\.rpz\.: recovered \(serial 7 up to date at "
+                      r"127\.0\.0\.1:\d+\) after 1 failed attempt, the last: transfer from "
+                      r"127\.0\.0\.1:\d+ failed: primary answered NOTAUTH \(TSIG BADSIG\)",
+                      since=mark)
+        assert len(xfrd.log.find(r"recovered", since=mark)) == 1
+        assert xfrd.control(f"transfer {x.ZONE}")[-1] == "ok"
+        assert len(xfrd.log.find(r"recovered", since=mark)) == 1  # once per recovery
+    finally:
+        xfrd.stop()
+        knot.stop()
+
+
 def test_push_and_load_refuse_a_secondary_zone(chain, tmp_path):
     """A local `zone push`/`zone load` into a zone the daemon transfers from a
     primary would be overwritten, or make the primary's next serial look

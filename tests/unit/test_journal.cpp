@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 using namespace dnsfw;
@@ -542,6 +543,80 @@ TEST_CASE("status records: round trip, no generation bump, removed with the zone
     Store ro = Store::open(tmp.sub("db"), OpenOptions{});
     CHECK(ro.status("pending.rpz")->last_attempt == 5);
     CHECK_THROWS_AS(ro.put_status("x.rpz", st), StoreError);
+}
+
+TEST_CASE("status records: extensions (transfer under way, skipped records, daemon)",
+          "[store][status]") {
+    ZoneStatus st;
+    st.last_attempt = 10;
+    st.last_error = "e";
+    const auto plain = store::codec::encode_status(st);
+    // Nothing set: no extension written (older readers see the same bytes).
+    st.transfer_started = 1700000100;
+    st.transfer_kind = "AXFR from 127.0.0.1:5301";
+    st.last_transfer_skipped = 3;
+    st.daemon = store::ProcessId::self();
+    REQUIRE(st.daemon.pid == static_cast<std::uint32_t>(::getpid()));
+    const auto full = store::codec::encode_status(st);
+    REQUIRE(full.size() > plain.size());
+    CHECK(std::equal(plain.begin(), plain.end(), full.begin()));
+    auto back = store::codec::decode_status(full);
+    REQUIRE(back);
+    CHECK(*back == st);
+    // A record written before the extensions existed reads with defaults.
+    back = store::codec::decode_status(plain);
+    REQUIRE(back);
+    CHECK(back->transfer_started == 0);
+    CHECK(back->transfer_kind.empty());
+    CHECK(back->daemon.pid == 0);
+    // Unknown tags are skipped, a known tag of the wrong length is ignored.
+    auto extra = full;
+    extra.insert(extra.end(), {0x7f, 0x00, 0x00, 0x02, 0xaa, 0xbb});
+    extra.insert(extra.end(), {0x00, 0x01, 0x00, 0x01, 0xcc});
+    back = store::codec::decode_status(extra);
+    REQUIRE(back);
+    CHECK(*back == st);
+    // Broken framing is still an error.
+    extra.push_back(0x00);
+    CHECK_FALSE(store::codec::decode_status(extra).has_value());
+
+    TempDir tmp;
+    Store s = Store::open(tmp.sub("db"), writer_options());
+    s.put_status("threat.rpz", st);
+    CHECK(s.status("threat.rpz") == st);
+}
+
+TEST_CASE("ProcessId::liveness: running, exited, reused pid, another boot or namespace",
+          "[store][status]") {
+    using L = store::ProcessId::Liveness;
+    const store::ProcessId me = store::ProcessId::self();
+    CHECK(me.liveness() == L::Running);
+    CHECK(store::ProcessId{}.liveness() == L::Unknown);
+    if (me.start_ticks != 0) {
+        store::ProcessId reused = me;
+        reused.start_ticks += 1;  // same pid, another process
+        CHECK(reused.liveness() == L::Gone);
+    }
+    if (!me.boot_id.empty()) {
+        store::ProcessId old_boot = me;
+        old_boot.boot_id = "00000000-0000-0000-0000-000000000000";
+        CHECK(old_boot.liveness() == L::Gone);
+    }
+    if (!me.pid_ns.empty()) {
+        store::ProcessId other_ns = me;
+        other_ns.pid_ns = "pid:[1]";
+        CHECK(other_ns.liveness() == L::Unknown);
+    }
+    // A child that exited: a zombie until reaped, then no process at all.
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) ::_exit(0);
+    const store::ProcessId kid = store::ProcessId::of(static_cast<std::uint32_t>(child));
+    for (int i = 0; i < 200 && kid.liveness() == L::Running; ++i) ::usleep(10000);
+    CHECK(kid.liveness() == L::Gone);  // exited, not yet reaped
+    int wstatus = 0;
+    REQUIRE(::waitpid(child, &wstatus, 0) == child);
+    CHECK(kid.liveness() == L::Gone);
 }
 
 TEST_CASE("remove_zone removes the journal: a re-added zone starts without history",

@@ -27,7 +27,24 @@ struct Row {
     std::string name;
     std::optional<store::ZoneInfo> info;     ///< nullopt: status only (never stored yet)
     std::optional<store::ZoneStatus> status; ///< nullopt: nothing recorded
+    /// Whether the dnsfw-xfrd that wrote the status still runs.
+    store::ProcessId::Liveness daemon = store::ProcessId::Liveness::Unknown;
 };
+
+using Liveness = store::ProcessId::Liveness;
+
+/// A transfer the status marks as under way, and whether it really is.
+enum class TransferState { None, InProgress, Interrupted, Unknown };
+
+TransferState transfer_state(const Row& r) {
+    if (!r.status || r.status->transfer_started == 0) return TransferState::None;
+    switch (r.daemon) {
+        case Liveness::Running: return TransferState::InProgress;
+        case Liveness::Gone: return TransferState::Interrupted;
+        case Liveness::Unknown: break;
+    }
+    return TransferState::Unknown;
+}
 
 std::string lower(std::string s) {
     for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -112,6 +129,23 @@ nlohmann::json row_json(const Row& r, std::uint64_t now) {
                                                 : nlohmann::json(s.primary_serial);
     j["next_check"] = s.next_check;
     j["next_check_utc"] = time_json(s.next_check);
+    // The dnsfw-xfrd process that wrote the status: running true/false, or
+    // null when it cannot be told (another pid namespace).
+    if (s.daemon.pid == 0) {
+        j["daemon"] = nullptr;
+    } else {
+        j["daemon"] = {{"pid", s.daemon.pid},
+                       {"running", r.daemon == Liveness::Unknown
+                                       ? nlohmann::json(nullptr)
+                                       : nlohmann::json(r.daemon == Liveness::Running)}};
+    }
+    const TransferState ts = transfer_state(r);
+    j["transfer_started"] = s.transfer_started;
+    j["transfer_started_utc"] = time_json(s.transfer_started);
+    j["transfer_kind"] = s.transfer_kind;
+    j["transfer_in_progress"] = ts == TransferState::InProgress;
+    j["transfer_interrupted"] = ts == TransferState::Interrupted;
+    j["last_transfer_skipped"] = s.last_transfer_skipped;
     return j;
 }
 
@@ -128,7 +162,10 @@ const CommandSpec& status_spec() {
         "failure with its reason, transfers full/incremental/failed, deltas applied by\n"
         "'zone push' and RFC 2136 UPDATE, where the last change came from, the last\n"
         "serial seen at the primary and when dnsfw-xfrd checks it next.\n"
-        "Reads the store only: works whether or not dnsfw-xfrd is running.",
+        "Reads the store only: works whether or not dnsfw-xfrd is running. The\n"
+        "status names the dnsfw-xfrd process that wrote it: when that process is\n"
+        "gone, NEXT-CHECK says 'daemon not running', and a transfer it had started\n"
+        "is shown as interrupted (it did not finish; nothing of it was committed).",
         {
             {"store", "DIR", std::string("store directory (default ") + kDefaultStorePath + ")"},
             {"json", "", "print one JSON object {store, time, zones: [...]} instead of a table"},
@@ -137,7 +174,9 @@ const CommandSpec& status_spec() {
         0,
         "columns: XFR = transfers full/incremental/failed; UPDATES = zone push + UPDATE\n"
         "deltas; PRIMARY = last serial seen at the primary; a zone whose last failure is\n"
-        "newer than its last success is marked FAILING, with the reason below its row.\n"
+        "newer than its last success is marked FAILING, with the reason below its row;\n"
+        "below it too: a transfer under way or interrupted, records the last transfer\n"
+        "skipped.\n"
         "\nexit: 0 shown, 1 store missing or unreadable, 2 bad command line.\n",
     };
     return spec;
@@ -151,17 +190,20 @@ int status(const Args& args) {
         std::map<std::string, store::ZoneStatus> statuses;
         for (auto& [name, s] : st.statuses()) statuses[lower(name)] = s;
         for (auto& z : st.list_zones()) {
-            Row r{z.name, z, std::nullopt};
+            Row r{z.name, z, std::nullopt, store::ProcessId::Liveness::Unknown};
             if (auto it = statuses.find(lower(z.name)); it != statuses.end()) {
                 r.status = it->second;
                 statuses.erase(it);
             }
             rows.push_back(std::move(r));
         }
-        for (auto& [name, s] : statuses) rows.push_back(Row{name, std::nullopt, s});
+        for (auto& [name, s] : statuses)
+            rows.push_back(Row{name, std::nullopt, s, store::ProcessId::Liveness::Unknown});
     } catch (const store::StoreError& e) {
         throw CommandError(std::string("store: ") + e.what());
     }
+    for (Row& r : rows)
+        if (r.status) r.daemon = r.status->daemon.liveness();
     const auto now = static_cast<std::uint64_t>(std::time(nullptr));
 
     if (args.flag("json")) {
@@ -204,16 +246,42 @@ int status(const Args& args) {
                 "/" + std::to_string(s.transfers_failed),
             std::to_string(s.updates),
             s.primary_serial == 0 ? "-" : std::to_string(s.primary_serial),
-            next_text(s.next_check, now),
+            s.next_check != 0 && r.daemon == Liveness::Gone ? "daemon not running"
+                                                             : next_text(s.next_check, now),
             s.last_source.empty() ? "-" : s.last_source,
         });
         std::string note;
         if (!r.info) note = "  not in the store yet (no transfer has succeeded)";
-        if (!s.last_error.empty()) {
+        const auto add_note = [&note](const std::string& text) {
             if (!note.empty()) note += "\n";
-            note += std::string("  ") + (failing ? "error: " : "last error (since recovered): ") +
-                    s.last_error;
+            note += "  " + text;
+        };
+        if (!s.last_error.empty())
+            add_note((failing ? "error: " : "last error (since recovered): ") + s.last_error);
+        const std::string kind = s.transfer_kind.empty() ? "a transfer" : s.transfer_kind;
+        const std::string pid = "dnsfw-xfrd pid " + std::to_string(s.daemon.pid);
+        switch (transfer_state(r)) {
+            case TransferState::None:
+                break;
+            case TransferState::InProgress:
+                add_note("transfer under way: " + kind + " since " +
+                         when_text(s.transfer_started, now));
+                break;
+            case TransferState::Interrupted:
+                add_note(kind + " started at " + iso_utc(s.transfer_started) +
+                         " did not finish (interrupted: " + pid +
+                         " is not running); nothing of it was committed");
+                break;
+            case TransferState::Unknown:
+                add_note(kind + " started at " + iso_utc(s.transfer_started) +
+                         " has not finished (cannot tell whether " + pid +
+                         " still runs: another pid namespace?)");
+                break;
         }
+        if (s.last_transfer_skipped > 0)
+            add_note("last transfer skipped " + std::to_string(s.last_transfer_skipped) +
+                     (s.last_transfer_skipped == 1 ? " record" : " records") +
+                     " (see the dnsfw-xfrd log)");
         notes.push_back(std::move(note));
     }
     std::vector<std::size_t> width(header.size());

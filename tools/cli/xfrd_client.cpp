@@ -6,6 +6,7 @@
 #include "zone_input.hpp"
 
 #include "rpz/rpz.hpp"
+#include "store/store.hpp"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -20,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 
 namespace dnsfw::cli {
 
@@ -86,7 +88,11 @@ const CommandSpec& xfrd_spec() {
         "                 IXFR from the stored serial, or AXFR with --full\n"
         "  notify ZONE    send NOTIFY for ZONE to its configured secondaries now\n"
         "  status         the daemon's view of each zone, one JSON object per line\n"
-        "  stop           stop the daemon cleanly\n"
+        "  stop           stop the daemon cleanly and wait until it is gone: the reply\n"
+        "                 comes once it has closed its listening sockets, its control\n"
+        "                 socket and the store (and logged 'stopped'); then this waits\n"
+        "                 for the process to exit (both within --timeout), so a\n"
+        "                 new dnsfw-xfrd can be started at once\n"
         "The reply ends with 'ok' or 'error: REASON'.",
         {
             {"control", "PATH", std::string("control socket (default ") + kDefaultControl +
@@ -125,6 +131,15 @@ int xfrd(const Args& args) {
     if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
         throw CommandError("dnsfw-xfrd not running? cannot connect to " + path + ": " +
                            std::strerror(errno));
+    }
+    // The daemon's process (as this process sees it; pid 0 if it cannot):
+    // `stop` waits for it to exit.
+    std::optional<store::ProcessId> peer;
+    {
+        ucred cred{};
+        socklen_t len = sizeof cred;
+        if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid > 0)
+            peer = store::ProcessId::of(static_cast<std::uint32_t>(cred.pid));
     }
     std::optional<std::chrono::steady_clock::time_point> deadline;
     if (timeout > 0) {
@@ -176,6 +191,19 @@ int xfrd(const Args& args) {
     while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
     const auto nl = text.rfind('\n');
     const std::string_view last = nl == std::string_view::npos ? text : text.substr(nl + 1);
+    if (last == "ok" && args.positional().at(0) == "stop" && peer &&
+        text.find("dnsfw-xfrd stopped\n") != std::string_view::npos) {
+        // The daemon has closed its sockets and the store; wait until the
+        // process has exited too (a zombie counts as exited).
+        while (peer->liveness() == store::ProcessId::Liveness::Running) {
+            if (remaining_ms(deadline) == 0) {
+                std::cerr << "dnsfw xfrd: dnsfw-xfrd (pid " << peer->pid
+                          << ") stopped but had not exited after " << timeout << " s\n";
+                return kExitFailure;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+    }
     if (last == "ok") return kExitOk;
     if (reply.empty()) {
         std::cerr << "dnsfw xfrd: dnsfw-xfrd closed the connection without a reply\n";

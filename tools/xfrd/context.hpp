@@ -26,6 +26,9 @@ struct Context {
     /// Called after this process committed a change to `zone` (transfer,
     /// UPDATE): the daemon NOTIFYs the zone's secondaries.
     std::function<void(const std::string& zone)> committed;
+    /// This process, stamped on every status it writes (update_status), so
+    /// that `dnsfw status` can tell whether the writer still runs.
+    store::ProcessId self;
 };
 
 /// A random DNS message ID.
@@ -34,8 +37,11 @@ std::uint16_t random_id();
 /// Unix time in seconds.
 std::uint64_t unix_now();
 
-/// Reads, changes and writes back the status of `zone` (Store::put_status);
-/// a store failure is logged, never thrown.
+/// "2024-07-05T10:11:12Z" (UTC).
+std::string iso_utc(std::uint64_t unix_seconds);
+
+/// Reads, changes and writes back the status of `zone` (Store::put_status),
+/// stamped with ctx.self; a store failure is logged, never thrown.
 void update_status(Context& ctx, const std::string& zone,
                    const std::function<void(store::ZoneStatus&)>& change);
 

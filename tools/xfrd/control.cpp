@@ -24,6 +24,9 @@ public:
         return true;
     }
 
+    /// Whether its command line arrived (and is being answered).
+    bool dispatched() const noexcept { return dispatched_; }
+
     /// Queues `text`; with `last`, closes once everything is written.
     void send(const std::string& text, bool last) {
         if (closing_) return;
@@ -130,6 +133,19 @@ ControlServer::~ControlServer() {
     if (listener_) {
         listener_.reset();
         if (!path_.empty()) ::unlink(path_.c_str());
+    }
+}
+
+void ControlServer::close_listener() {
+    if (listener_) {
+        listener_.reset();
+        if (!path_.empty()) ::unlink(path_.c_str());
+    }
+    for (auto it = conns_.begin(); it != conns_.end();) {
+        if (it->first->dispatched())
+            ++it;
+        else
+            it = conns_.erase(it);
     }
 }
 

@@ -49,6 +49,12 @@ public:
     /// another daemon, is an error). Throws std::runtime_error.
     void bind(const std::string& path);
     const std::string& path() const noexcept { return path_; }
+    /// Stops taking commands (shutdown): closes the listening socket and
+    /// removes its file; connections whose command is being answered stay
+    /// until their reply is written, idle ones are closed.
+    void close_listener();
+    /// Open client connections.
+    std::size_t connections() const noexcept { return conns_.size(); }
 
 private:
     friend class Conn;

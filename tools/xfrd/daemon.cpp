@@ -81,6 +81,12 @@ struct Daemon::Impl {
     Handle<uv_signal_t> sig_hup, sig_term, sig_int;
     std::map<std::string, std::uint32_t> known_serials;  ///< configured zones present in the store
     std::uint64_t last_generation = ~std::uint64_t{0};
+    /// `stop` commands: answered "ok" once the daemon has closed its
+    /// listeners, its control socket and the store (teardown).
+    std::vector<std::shared_ptr<ControlServer::Reply>> stop_replies;
+    std::unique_ptr<Timer> drain_timer;  ///< teardown: lets the last replies out
+    std::uint64_t drain_deadline_ms = 0;
+    bool started = false;  ///< the `ready` line was logged
 
     int run();
     void teardown();
@@ -111,8 +117,25 @@ int Daemon::Impl::run() {
     ctx.loop = &loop;
     ctx.config = config.get();
     ctx.committed = [this](const std::string& zone) { zone_changed(zone, ""); };
+    ctx.self = store::ProcessId::self();
     int status = 0;
     try {
+        // Sockets first: a daemon that cannot listen must not create (or
+        // open for writing) the store.
+        server = std::make_unique<Server>(
+            &loop, ctx.log,
+            [this](std::span<const std::uint8_t> req, const sockaddr_storage& peer, bool tcp) {
+                return handle_request(req, peer, tcp);
+            });
+        server->bind(config->listen);
+        if (!config->control.empty()) {
+            control = std::make_unique<ControlServer>(
+                &loop, ctx.log,
+                [this](const std::string& line, std::shared_ptr<ControlServer::Reply> reply) {
+                    control_command(line, std::move(reply));
+                });
+            control->bind(config->control);
+        }
         store::OpenOptions opts;
         opts.read_only = false;
         opts.create = true;
@@ -139,20 +162,6 @@ int Daemon::Impl::run() {
                 ctx.log.line(level, line);
             });
         notifier = std::make_unique<Notifier>(ctx);
-        server = std::make_unique<Server>(
-            &loop, ctx.log,
-            [this](std::span<const std::uint8_t> req, const sockaddr_storage& peer, bool tcp) {
-                return handle_request(req, peer, tcp);
-            });
-        server->bind(config->listen);
-        if (!config->control.empty()) {
-            control = std::make_unique<ControlServer>(
-                &loop, ctx.log,
-                [this](const std::string& line, std::shared_ptr<ControlServer::Reply> reply) {
-                    control_command(line, std::move(reply));
-                });
-            control->bind(config->control);
-        }
         sig_hup = Handle<uv_signal_t>(&loop, this);
         sig_term = Handle<uv_signal_t>(&loop, this);
         sig_int = Handle<uv_signal_t>(&loop, this);
@@ -167,6 +176,7 @@ int Daemon::Impl::run() {
         status = 1;
     }
     if (status == 0) {
+        started = true;
         std::string where = server->bound().empty() ? "(no address)" : join(server->bound(), ", ");
         if (control) where += "; control " + control->path();
         ctx.log.log(LogLevel::Info, "dnsfw-xfrd ready",
@@ -185,22 +195,48 @@ int Daemon::Impl::run() {
 void Daemon::Impl::teardown() {
     // Destroy every owner of a handle, then let the loop run the close
     // callbacks so that their memory is freed before the loop closes.
-    secondaries.clear();
+    secondaries.clear();  // transfers in flight are cancelled (nothing partial is committed)
     notifier.reset();
-    server.reset();
-    control.reset();
+    server.reset();  // uv_close closes the listening sockets at once
+    if (control) control->close_listener();  // no new commands; the socket file goes
     poll_timer.reset();
     sig_hup.reset();
     sig_term.reset();
     sig_int.reset();
     responder.reset();
+    store.reset();
+    if (started) ctx.log.daemon(LogLevel::Info, "stopped");
+    // Only now may a `stop` client go on (and start another daemon): the
+    // addresses, the control socket and the store are free.
+    for (auto& reply : stop_replies) {
+        reply->line("dnsfw-xfrd stopped");
+        reply->ok();
+    }
+    stop_replies.clear();
     if (loop_open) {
+        if (control) {
+            // Let the last replies out, for at most kDrainMs; then close.
+            constexpr std::uint64_t kDrainMs = 2000;
+            drain_deadline_ms = uv_now(&loop) + kDrainMs;
+            drain_timer = std::make_unique<Timer>(&loop, this, [](void* p) {
+                auto* self = static_cast<Impl*>(p);
+                if (self->control && self->control->connections() > 0 &&
+                    uv_now(&self->loop) < self->drain_deadline_ms)
+                    return;
+                self->control.reset();
+                self->drain_timer.reset();  // the Timer's last act is this callback
+            });
+            drain_timer->start_repeating(10);
+        }
+        uv_run(&loop, UV_RUN_DEFAULT);
+        control.reset();
+        drain_timer.reset();
         uv_run(&loop, UV_RUN_DEFAULT);
         if (uv_loop_close(&loop) != 0)
             ctx.log.daemon(LogLevel::Warning, "event loop closed with handles still open");
         loop_open = false;
     }
-    store.reset();
+    control.reset();
 }
 
 void Daemon::Impl::stop(const std::string& why) {
@@ -327,6 +363,7 @@ void Daemon::Impl::sync_secondaries() {
             ctx.log.zone(LogLevel::Info, it->first,
                          z == nullptr ? "removed from the configuration"
                                       : "no primaries any more: no longer a secondary");
+            it->second->retire();
             it = secondaries.erase(it);
             continue;
         }
@@ -447,6 +484,9 @@ nlohmann::json Daemon::Impl::zone_status(const ZoneConfig& z) {
         j["updates"] = st.updates;
         j["primary_serial"] = st.primary_serial;
         j["next_check"] = st.next_check;
+        j["transfer_started"] = st.transfer_started;
+        j["transfer_kind"] = st.transfer_kind;
+        j["last_transfer_skipped"] = st.last_transfer_skipped;
     } catch (const std::exception& e) {
         j["store_error"] = e.what();
     }
@@ -474,7 +514,8 @@ void Daemon::Impl::control_command(const std::string& line,
         return;
     }
     if (cmd == "stop" && w.size() == 1) {
-        reply->ok();
+        // Answered by teardown(), once the sockets and the store are closed.
+        stop_replies.push_back(std::move(reply));
         stop("control stop");
         return;
     }

@@ -20,9 +20,12 @@ public:
     Daemon& operator=(const Daemon&) = delete;
     ~Daemon();
 
-    /// Opens the store, binds the sockets, prints the `ready` line and runs
-    /// until stopped (SIGTERM, SIGINT, control `stop`). Returns the exit
-    /// status: 0 after a clean stop, 1 if start-up failed (reason logged).
+    /// Binds the sockets (listen addresses, control socket), then opens the
+    /// store (creating it if needed: never when a socket cannot be bound),
+    /// prints the `ready` line and runs until stopped (SIGTERM, SIGINT,
+    /// control `stop`), logging `stopped` once the sockets and the store are
+    /// closed. Returns the exit status: 0 after a clean stop, 1 if start-up
+    /// failed (reason logged).
     int run();
 
     struct Impl;

@@ -22,7 +22,9 @@ constexpr const char* kUsage =
     "  --config FILE  the TOML configuration (see configs/xfrd.toml)\n"
     "  --check        validate the configuration, print the problem, exit 0 (valid) or 1\n"
     "  --version      print the version\n"
-    "Signals: SIGHUP reloads the configuration; SIGTERM and SIGINT stop the daemon.\n";
+    "Signals: SIGHUP reloads the configuration; SIGTERM and SIGINT stop the daemon\n"
+    "(its last log line is 'info dnsfw-xfrd: stopped'). The listen addresses and the\n"
+    "control socket are bound before the store is opened (or created).\n";
 
 }  // namespace
 

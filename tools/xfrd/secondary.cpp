@@ -104,6 +104,39 @@ std::string rules_text(const CommitResult& r) {
 /// The peer as logs show it: "127.0.0.1:5301" (without the key).
 std::string addr_text(const Endpoint& ep) { return wire::peer_text(ep.addr); }
 
+/// "transfer from 127.0.0.1:5301, record 200002: MESSAGE" (the record's
+/// position in the transfer; the message with control bytes escaped).
+std::string diagnostic_text(const rpz::Diagnostic& d) {
+    // to_string() is "FILE:LINE: error: MESSAGE" with MESSAGE escaped.
+    const std::string full = d.to_string();
+    const std::string head = d.file + ":" + std::to_string(d.line) +
+                             (d.severity == rpz::Diagnostic::Severity::Error ? ": error: "
+                                                                             : ": warning: ");
+    const std::string message = full.rfind(head, 0) == 0 ? full.substr(head.size()) : full;
+    std::string where = d.file;
+    if (d.line != 0) where += ", record " + std::to_string(d.line);
+    return where.empty() ? message : where + ": " + message;
+}
+
+/// Records the diagnostics of a commit stand for: one each, and the count
+/// of a "N further problems not shown" summary (line 0).
+std::uint64_t skipped_count(const std::vector<rpz::Diagnostic>& diags) {
+    static const std::string kFurther = " further problems not shown";
+    std::uint64_t n = 0;
+    for (const rpz::Diagnostic& d : diags) {
+        if (d.line == 0 && d.message.size() > kFurther.size() &&
+            d.message.compare(d.message.size() - kFurther.size(), kFurther.size(), kFurther) == 0) {
+            try {
+                n += std::stoull(d.message);
+                continue;
+            } catch (const std::exception&) {
+            }
+        }
+        ++n;
+    }
+    return n;
+}
+
 constexpr unsigned kSoaTimeoutMs = 2000;
 constexpr unsigned kSoaTries = 3;
 constexpr std::size_t kMaxDiagnosticsLogged = 20;
@@ -120,12 +153,44 @@ ZoneSecondary::ZoneSecondary(Context& ctx, ZoneConfig config)
         }
     }
     try {
-        if (auto st = ctx_.store->status(cfg_.name)) last_success_ = st->last_success;
+        if (auto st = ctx_.store->status(cfg_.name)) {
+            last_success_ = st->last_success;
+            if (st->last_failure > st->last_success && !st->last_error.empty())
+                failing_since_ = st->last_error;
+            if (st->transfer_started != 0 && !(st->daemon == ctx_.self)) {
+                // A transfer of an earlier run that never ended: that process
+                // was killed (or stopped) while it was under way.
+                auto info = stored();
+                ctx_.log.zone(
+                    LogLevel::Warning, cfg_.name,
+                    (st->transfer_kind.empty() ? std::string("a transfer") : st->transfer_kind) +
+                        " started at " + iso_utc(st->transfer_started) +
+                        (st->daemon.pid != 0
+                             ? " by dnsfw-xfrd pid " + std::to_string(st->daemon.pid)
+                             : std::string()) +
+                        " did not finish (interrupted: that process stopped or was killed); "
+                        "nothing of it was committed, the zone is at " +
+                        (info ? "serial " + std::to_string(info->serial)
+                              : std::string("no serial yet")));
+                update_status(ctx_, cfg_.name, [](store::ZoneStatus& z) {
+                    z.transfer_started = 0;
+                    z.transfer_kind.clear();
+                });
+            }
+        }
     } catch (const std::exception&) {
     }
 }
 
 ZoneSecondary::~ZoneSecondary() {
+    if (phase_ == Phase::Transfer) {
+        auto info = stored();
+        ctx_.log.zone(
+            LogLevel::Info, cfg_.name,
+            std::string(mode_ == Mode::Ixfr ? "IXFR" : "AXFR") + " from " +
+                addr_text(cfg_.primaries[primary_]) + " cancelled; the zone stays at " +
+                (info ? "serial " + std::to_string(info->serial) : std::string("no serial")));
+    }
     cancel();
     complete_waiters(false, "zone " + cfg_.name + " is no longer managed (reload or stop)");
     auto pending = std::move(pending_waiters_);
@@ -151,6 +216,7 @@ void ZoneSecondary::set_config(ZoneConfig config) {
             ctx_.log.zone(LogLevel::Info, cfg_.name,
                           "primaries changed: operation in flight cancelled");
             cancel();
+            clear_transfer_mark();
             complete_waiters(false, "cancelled: the zone's primaries changed");
             phase_ = Phase::Idle;
         }
@@ -407,10 +473,7 @@ void ZoneSecondary::begin_transfer(std::size_t primary, Mode mode, bool forced,
                                    bool explicit_full) {
     explicit_full_ = explicit_full && mode == Mode::Axfr;
     op_started_ms_ = steady_ms();  // the log shows the transfer's own time
-    if (phase_ == Phase::Idle) {
-        const std::uint64_t now = unix_now();
-        update_status(ctx_, cfg_.name, [&](store::ZoneStatus& st) { st.last_attempt = now; });
-    }
+    const bool first = phase_ == Phase::Idle;
     phase_ = Phase::Transfer;
     primary_ = primary;
     mode_ = mode;
@@ -419,6 +482,19 @@ void ZoneSecondary::begin_transfer(std::size_t primary, Mode mode, bool forced,
     const Endpoint& ep = cfg_.primaries[primary];
     auto info = mode == Mode::Ixfr ? stored() : std::nullopt;
     if (mode == Mode::Ixfr && !info) mode_ = mode = Mode::Axfr;
+    // Mark the transfer as under way in the stored status (one small write):
+    // if this process dies before it ends, `dnsfw status` can tell.
+    {
+        const std::uint64_t now = unix_now();
+        const std::string kind =
+            std::string(mode == Mode::Ixfr ? "IXFR" : "AXFR") + " from " + addr_text(ep);
+        update_status(ctx_, cfg_.name, [&](store::ZoneStatus& st) {
+            if (first) st.last_attempt = now;
+            st.transfer_started = now;
+            st.transfer_kind = kind;
+        });
+        transfer_marked_ = true;
+    }
     query_id_ = random_id();
     std::vector<std::uint8_t> msg =
         build_query(query_id_, cfg_.apex, mode == Mode::Ixfr ? wire::kTypeIxfr : wire::kTypeAxfr,
@@ -472,9 +548,20 @@ bool ZoneSecondary::transfer_message(std::span<const std::uint8_t> m) {
                     return false;
                 }
                 return false;
-            case TransferParser::Step::Fallback:
+            case TransferParser::Step::Fallback: {
+                // A TSIG error (the primary does not accept our key, or our
+                // clock): an AXFR signed with the same key fails the same way.
+                const auto te = tsig_error(m);
+                if ((te && *te != 0) || (tsig_ && parser_->rcode() == wire::kRcodeNotAuth)) {
+                    xfer_error_ = "primary answered " + refusal_text(m, parser_->rcode()) +
+                                  " to the IXFR" +
+                                  (tsig_ ? " (key " + tsig_->key().name + ")" : std::string()) +
+                                  "; a TSIG error: not asking AXFR with the same key";
+                    return false;
+                }
                 xfer_error_ = "fallback: " + refusal_text(m, parser_->rcode());
                 return false;
+            }
             case TransferParser::Step::Error:
                 xfer_error_ = parser_->error();
                 if (error_rcode) xfer_error_ = "primary answered " + refusal_text(m, h->rcode());
@@ -554,14 +641,13 @@ void ZoneSecondary::commit() {
     std::size_t shown = 0;
     for (const rpz::Diagnostic& d : result.diagnostics) {
         if (shown++ == kMaxDiagnosticsLogged) break;
-        ctx_.log.zone(d.severity == rpz::Diagnostic::Severity::Error ? LogLevel::Warning
-                                                                     : LogLevel::Info,
-                      cfg_.name, "record skipped: " + d.to_string());
+        ctx_.log.zone(LogLevel::Warning, cfg_.name, "record skipped: " + diagnostic_text(d));
     }
     if (result.diagnostics.size() > kMaxDiagnosticsLogged)
         ctx_.log.zone(LogLevel::Warning, cfg_.name,
                       std::to_string(result.diagnostics.size() - kMaxDiagnosticsLogged) +
                           " more record problems not shown");
+    skipped_ = skipped_count(result.diagnostics);
     const double secs = seconds_since(op_started_ms_);
     std::string line = std::string(incremental ? "IXFR" : "AXFR") + " from " + addr_text(ep) + " serial ";
     line += result.new_zone ? std::string("none") : std::to_string(result.from_serial);
@@ -575,19 +661,38 @@ void ZoneSecondary::commit() {
         line += "; " + std::to_string(result.sequences) + " IXFR sequences";
     if (axfr_style) line += "; IXFR answered with the full zone";
     else if (fell_back_) line += "; IXFR was refused";
+    if (skipped_ > 0)
+        line += "; " + std::to_string(skipped_) + (skipped_ == 1 ? " record" : " records") +
+                " skipped";
     parser_.reset();
-    succeeded(line, !incremental, incremental, result.changed);
+    succeeded(line,
+              "serial " + std::to_string(result.to_serial) + " transferred by " +
+                  (incremental ? "IXFR" : "AXFR") + " from " + addr_text(ep),
+              !incremental, incremental, result.changed);
 }
 
 void ZoneSecondary::up_to_date(std::uint32_t serial) {
     const Endpoint& ep = cfg_.primaries[primary_];
     parser_.reset();
-    succeeded("serial " + std::to_string(serial) + " at " + addr_text(ep) + ": up to date", false, false,
+    succeeded("serial " + std::to_string(serial) + " at " + addr_text(ep) + ": up to date",
+              "serial " + std::to_string(serial) + " up to date at " + addr_text(ep), false, false,
               false);
 }
 
-void ZoneSecondary::succeeded(const std::string& line, bool full, bool incremental, bool changed) {
+void ZoneSecondary::succeeded(const std::string& line, const std::string& summary, bool full,
+                              bool incremental, bool changed) {
     const Endpoint& ep = cfg_.primaries[primary_];
+    if (!failing_since_.empty()) {
+        ctx_.log.zone(
+            LogLevel::Info, cfg_.name,
+            "recovered (" + summary + ") after " +
+                (failures_ > 0 ? std::to_string(failures_) +
+                                     (failures_ == 1 ? " failed attempt" : " failed attempts") +
+                                     ", the last: "
+                               : std::string("an earlier failure: ")) +
+                failing_since_);
+        failing_since_.clear();
+    }
     failures_ = 0;
     expired_ = false;
     last_success_ = unix_now();
@@ -616,7 +721,12 @@ void ZoneSecondary::succeeded(const std::string& line, bool full, bool increment
         if (full || incremental) st.last_source = source;
         if (have_primary_serial_) st.primary_serial = primary_serial_;
         st.next_check = next_check_;
+        if (full || incremental) st.last_transfer_skipped = skipped_;
+        st.transfer_started = 0;
+        st.transfer_kind.clear();
     });
+    transfer_marked_ = false;
+    skipped_ = 0;
     timer_.start(std::uint64_t{wait} * 1000);
     if (changed && ctx_.committed) ctx_.committed(cfg_.name);
     complete_waiters(true, line);
@@ -641,7 +751,12 @@ void ZoneSecondary::failed(const std::string& what, const std::string& reason) {
         ++st.transfers_failed;
         if (have_primary_serial_) st.primary_serial = primary_serial_;
         st.next_check = next_check_;
+        st.transfer_started = 0;
+        st.transfer_kind.clear();
     });
+    transfer_marked_ = false;
+    skipped_ = 0;
+    failing_since_ = what + " failed: " + reason;
     timer_.start(std::uint64_t{wait} * 1000);
     parser_.reset();
     complete_waiters(false, what + " failed: " + reason);
@@ -674,6 +789,24 @@ void ZoneSecondary::cancel() {
     tcp_.reset();
     parser_.reset();
     tsig_.reset();
+}
+
+void ZoneSecondary::clear_transfer_mark() {
+    if (!transfer_marked_) return;
+    transfer_marked_ = false;
+    update_status(ctx_, cfg_.name, [](store::ZoneStatus& st) {
+        st.transfer_started = 0;
+        st.transfer_kind.clear();
+    });
+}
+
+void ZoneSecondary::retire() {
+    transfer_marked_ = false;
+    update_status(ctx_, cfg_.name, [](store::ZoneStatus& st) {
+        st.next_check = 0;
+        st.transfer_started = 0;
+        st.transfer_kind.clear();
+    });
 }
 
 void ZoneSecondary::complete_waiters(bool ok, const std::string& message) {

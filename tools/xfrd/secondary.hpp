@@ -50,6 +50,11 @@ public:
     /// Live state for `status`: phase, failures, timers.
     nlohmann::json live_status() const;
 
+    /// The zone is no longer followed (removed from the configuration, or
+    /// no primaries any more): its stored status stops announcing a next
+    /// check or a transfer under way. Call before destroying it on a reload.
+    void retire();
+
 private:
     enum class Phase : std::uint8_t { Idle, SoaQuery, Transfer };
     enum class Mode : std::uint8_t { Axfr, Ixfr };
@@ -66,10 +71,14 @@ private:
     void transfer_end(const std::string& error);
     void commit();
     void up_to_date(std::uint32_t serial);
-    void succeeded(const std::string& line, bool full, bool incremental, bool changed);
+    /// `summary`: what the recovery line says, "serial 9 up to date".
+    void succeeded(const std::string& line, const std::string& summary, bool full,
+                   bool incremental, bool changed);
     void failed(const std::string& what, const std::string& reason);
     void end_operation();
     void cancel();
+    /// Clears the "transfer under way" mark of the stored status.
+    void clear_transfer_mark();
     void complete_waiters(bool ok, const std::string& message);
     const TsigKey* key_of(const Endpoint& ep) const;
     std::optional<store::ZoneInfo> stored() const;
@@ -111,6 +120,11 @@ private:
     std::uint64_t last_success_ = 0;
     std::uint64_t next_check_ = 0;
     bool expired_ = false;
+    /// Why the zone is failing ("" = it is not): the last failure, logged
+    /// again with the `recovered` line of the next success.
+    std::string failing_since_;
+    std::uint64_t skipped_ = 0;  ///< records the transfer being committed skipped
+    bool transfer_marked_ = false;  ///< the stored status says a transfer is under way
 };
 
 }  // namespace dnsfw::xfrd

@@ -58,6 +58,9 @@ def render(results, meta) -> str:
     L.append(f"Machine: {m['cpu']}, {m['memory']}; {m['os']}; {m['unbound']}; {m['nsd']}; "
              f"{m['dnsperf']}; {m['compiler']}.")
     L.append("")
+    if meta.get("benign"):
+        L.append(f"Benign names (cache hits and misses, NSD's zone): {meta['benign']}.")
+        L.append("")
     L.append("Configurations (one Unbound binary, the same `server:` settings: "
              + ", ".join(f"`{s}`" for s in meta["settings"] if s.split(':')[0] in
                          ("num-threads", "msg-cache-size", "rrset-cache-size", "minimal-responses"))

@@ -139,31 +139,36 @@ def feeds(repo: Path, shared: Path, outdir: Path, samples: int = 50_000) -> Rule
     tif = repo / "data" / "feeds" / "hagezi-tif.normal.2023-09-19.rpz"
     light_src = shared / "blocklists" / "hagezi-light-wildcard-2022-07-24.txt"
     phish_src = repo / "data" / "feeds" / "openphish-feed-2024-07-05.txt"
-    for p in (tif, light_src, phish_src):
+    for p in (tif, phish_src):
         if not p.is_file():
             raise RuntimeError(f"feed file missing: {p}")
+    # The hagezi light list is in the shared data set (../shared/data or
+    # $DNSFW_SHARED_DATA), not in the repository: without it the set has two
+    # zones, and the label says so.
+    have_light = light_src.is_file()
     light = outdir / "light.rpz"
     phish = outdir / "phish.rpz"
     header = "$TTL 300\n@ SOA localhost. root.localhost. 1 43200 3600 259200 300\n@ NS localhost.\n"
     n_light = 0
     light_names: list[tuple[str, bool]] = []
-    with open(light_src, errors="replace") as f:
-        for line in f:
-            line = line.strip().lower()
-            if not line or line.startswith("#"):
-                continue
-            wild = line.startswith("*.")
-            name = line[2:] if wild else line
-            if VALID.match(name):
-                light_names.append((name, wild))
-    with open(light, "w") as f:
-        f.write("; hagezi light (shared data), converted to RPZ by tests/bench/run\n" + header)
-        for name, wild in light_names:
-            f.write(f"{name} CNAME .\n")
-            n_light += 1
-            if wild:
-                f.write(f"*.{name} CNAME .\n")
+    if have_light:
+        with open(light_src, errors="replace") as f:
+            for line in f:
+                line = line.strip().lower()
+                if not line or line.startswith("#"):
+                    continue
+                wild = line.startswith("*.")
+                name = line[2:] if wild else line
+                if VALID.match(name):
+                    light_names.append((name, wild))
+        with open(light, "w") as f:
+            f.write("; hagezi light (shared data), converted to RPZ by tests/bench/run\n" + header)
+            for name, wild in light_names:
+                f.write(f"{name} CNAME .\n")
                 n_light += 1
+                if wild:
+                    f.write(f"*.{name} CNAME .\n")
+                    n_light += 1
     hosts = []
     seen = set()
     for line in phish_src.read_text(errors="replace").splitlines():
@@ -186,13 +191,19 @@ def feeds(repo: Path, shared: Path, outdir: Path, samples: int = 50_000) -> Rule
     rng = random.Random(6)
     blocked = []
     pools = [(tif_names, True), ([n for n, _ in light_names], False), (hosts, False)]
-    weights = [0.45, 0.45, 0.10]
+    weights = [0.45, 0.45, 0.10] if have_light else [0.9, 0.0, 0.10]
     for s in range(samples):
         pool, sub = pools[rng.choices(range(3), weights)[0]]
         name = rng.choice(pool)
         if sub and s % 3 == 0:
             name = f"q{s}.{name}"
         blocked.append(name)
+    if not have_light:
+        return RuleSet(name="feeds", label=f"real feeds: hagezi TIF normal ({n_tif:,}) + OpenPhish "
+                       f"({len(hosts):,} hosts), 2 zones (hagezi light not found: {light_src})",
+                       zones=[("tif.rpz.", tif), ("phish.rpz.", phish)],
+                       qname_rules=n_tif + len(hosts), ip_rules=0, blocked=blocked,
+                       last_rule_name=hosts[-1])
     return RuleSet(name="feeds", label=f"real feeds: hagezi TIF normal ({n_tif:,}) + hagezi "
                    f"light ({n_light:,}) + OpenPhish ({len(hosts):,} hosts), 3 zones",
                    zones=[("tif.rpz.", tif), ("light.rpz.", light), ("phish.rpz.", phish)],
@@ -224,6 +235,15 @@ def benign_names(shared: Path, exclude: set[str], count: int) -> list[str]:
     that no rule set blocks (neither the name nor an ancestor is an owner
     name of a rule) and that the synthetic rules cannot match."""
     src = shared / "benign" / "cloudflare-top100k.domains.txt"
+    if not src.is_file():
+        # Without the shared data set: made-up names under a TLD of their
+        # own (NSD serves whatever the upstream zone holds), two or three
+        # labels like most real names; no rule set blocks them.
+        rng = random.Random(7)
+        words = ["news", "shop", "mail", "cdn", "api", "video", "static", "app", "maps", "docs"]
+        made = [f"{rng.choice(words)}{i}.site{i % 997}.benign-bench" if i % 3 == 0
+                else f"site{i}-{rng.choice(words)}.benign-bench" for i in range(count)]
+        return made
     names = []
     for line in open(src, errors="replace"):
         n = line.strip().lower().rstrip(".")

@@ -10,7 +10,6 @@ asked). Retries are measured on the primary's request log.
 """
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -20,56 +19,10 @@ import pytest
 
 import dnsfw_harness as h
 import xfr_harness as x
-from xfr_fake_primary import FakePrimary, Fault
+from xfr_fake_primary import FakePrimary, Fault, Secondary
 
 V10 = x.block("keep", "old", *[f"k{i:03d}" for i in range(100)])
 V11 = x.block("keep", "new", *[f"k{i:03d}" for i in range(100)], *[f"n{i:03d}" for i in range(200)])
-
-
-class Secondary:
-    """A fake primary at serial 10 and a dnsfw-xfrd with its own store that
-    has transferred it."""
-
-    def __init__(self, tmp_path, *, zone_args: dict | None = None, extra_toml: str = "",
-                 wrapper=None, store=None, records_per_message: int = 20):
-        self.fake = FakePrimary(x.ZONE, records_per_message=records_per_message).start()
-        self.fake.publish(10, V10)
-        self.wrapper = wrapper
-        self.xfrd = x.Xfrd(tmp_path / "xfrd", store or tmp_path / "store",
-                           [x.XfrZone(primaries=[self.fake.endpoint()], **(zone_args or {}))],
-                           extra_toml=extra_toml, wrapper=wrapper)
-
-    @property
-    def store(self):
-        return self.xfrd.store
-
-    def start(self) -> "Secondary":
-        self.xfrd.start()
-        self.wait_serial(10)
-        return self
-
-    def stored(self) -> dict | None:
-        if self.wrapper:
-            cp = h.run([*self.wrapper, h.DNSFW_BIN, "zone", "list", "--store", self.store, "--json"])
-            if cp.returncode != 0:
-                return None
-            zones = [z for z in json.loads(cp.stdout) if z["name"].rstrip(".") == "threat.rpz"]
-            return zones[0] if zones else None
-        return x.stored_zone(self.store)
-
-    def wait_serial(self, serial: int, timeout: float = 10.0) -> None:
-        h.wait_until(lambda: (self.stored() or {}).get("serial") == serial, timeout,
-                     f"stored serial {serial}", on_timeout=self.describe)
-
-    def status(self) -> dict:
-        return x.zone_status(self.store, wrapper=self.wrapper)
-
-    def describe(self) -> str:
-        return self.xfrd.describe(60)
-
-    def stop(self) -> None:
-        self.xfrd.stop()
-        self.fake.stop()
 
 
 @pytest.fixture()
@@ -78,7 +31,7 @@ def secondary(tmp_path):
     made: list[Secondary] = []
 
     def make(**kw) -> Secondary:
-        s = Secondary(tmp_path, **kw)
+        s = Secondary(tmp_path, V10, **kw)
         made.append(s)
         return s
     yield make

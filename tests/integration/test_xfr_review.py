@@ -14,34 +14,16 @@ import pytest
 
 import dnsfw_harness as h
 import xfr_harness as x
-from xfr_fake_primary import FakePrimary
+from xfr_fake_primary import FakePrimary, Secondary
 
 V10 = x.block("keep", "old", "a1", "a2")
 V7 = x.block("keep", "seven")
 
 
-class Secondary:
-    def __init__(self, tmp_path):
-        self.fake = FakePrimary(x.ZONE).start()
-        self.fake.publish(10, V10)
-        self.xfrd = x.Xfrd(tmp_path / "xfrd", tmp_path / "store",
-                           [x.XfrZone(primaries=[self.fake.endpoint()],
-                                      allow_transfer=["127.0.0.0/8"])])
-
-    def start(self) -> "Secondary":
-        self.xfrd.start()
-        x.wait_stored_serial(self.xfrd.store, 10, describe=self.xfrd.describe)
-        return self
-
-    def stop(self) -> None:
-        self.xfrd.stop()
-        self.fake.stop()
-
-
 @pytest.fixture()
 def secondary(tmp_path):
     x.require_xfr()
-    s = Secondary(tmp_path).start()
+    s = Secondary(tmp_path, V10, zone_args={"allow_transfer": ["127.0.0.0/8"]}).start()
     yield s
     s.stop()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ import dns.rdatatype
 import dns.rrset
 
 import dnsfw_harness as h
+import xfr_harness as x
 from xfr_harness import LOOPBACK, soa_rdata
 
 
@@ -346,3 +348,52 @@ def corrupt(wire: bytes, kind: str) -> bytes:
         # ANCOUNT 1, one RR whose owner is a compression pointer to itself
         return wire[:2] + b"\x84\x00\x00\x00\x00\x01\x00\x00\x00\x00" + b"\xc0\x0c" + b"\x00\x05\x00\x01\x00\x00\x00\x3c\x00\x01\x00"
     raise ValueError(kind)
+
+
+class Secondary:
+    """A fake primary publishing ``records`` at serial ``serial`` and a
+    dnsfw-xfrd with its own store that is its secondary (``start()`` waits
+    for the first transfer)."""
+
+    def __init__(self, tmp_path, records: list[str], *, serial: int = 10,
+                 zone_args: dict | None = None, extra_toml: str = "", wrapper=None,
+                 store=None, records_per_message: int = 20):
+        self.fake = FakePrimary(x.ZONE, records_per_message=records_per_message).start()
+        self.fake.publish(serial, records)
+        self.first_serial = serial
+        self.wrapper = wrapper
+        self.xfrd = x.Xfrd(tmp_path / "xfrd", store or tmp_path / "store",
+                           [x.XfrZone(primaries=[self.fake.endpoint()], **(zone_args or {}))],
+                           extra_toml=extra_toml, wrapper=wrapper)
+
+    @property
+    def store(self):
+        return self.xfrd.store
+
+    def start(self) -> "Secondary":
+        self.xfrd.start()
+        self.wait_serial(self.first_serial)
+        return self
+
+    def stored(self) -> dict | None:
+        if self.wrapper:
+            cp = h.run([*self.wrapper, h.DNSFW_BIN, "zone", "list", "--store", self.store, "--json"])
+            if cp.returncode != 0:
+                return None
+            zones = [z for z in json.loads(cp.stdout) if z["name"].rstrip(".") == x.ZONE.rstrip(".")]
+            return zones[0] if zones else None
+        return x.stored_zone(self.store)
+
+    def wait_serial(self, serial: int, timeout: float = 10.0) -> None:
+        h.wait_until(lambda: (self.stored() or {}).get("serial") == serial, timeout,
+                     f"stored serial {serial}", on_timeout=self.describe)
+
+    def status(self) -> dict:
+        return x.zone_status(self.store, wrapper=self.wrapper)
+
+    def describe(self) -> str:
+        return self.xfrd.describe(60)
+
+    def stop(self) -> None:
+        self.xfrd.stop()
+        self.fake.stop()

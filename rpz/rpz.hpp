@@ -327,8 +327,14 @@ struct Diagnostic {
     std::string file;
     std::size_t line = 0;
     std::string message;
-    /// "file:line: error: message" (or warning).
+    /// How many problems this entry stands for: 1, or for the summary that
+    /// ends a capped list ("N further problems not shown") the N it replaces.
+    std::size_t count = 1;
+    /// "file:line: error: message" (or warning), as escaped_message().
     std::string to_string() const;
+    /// `message` with control bytes written as "\xHH" (messages quote feed
+    /// text: never pass terminal escape sequences to a terminal or a log).
+    std::string escaped_message() const;
 };
 
 /// A parsed policy zone. Rules are unique per (trigger, key): when a zone

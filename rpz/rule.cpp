@@ -90,9 +90,14 @@ std::string Diagnostic::to_string() const {
     out += ':';
     out += std::to_string(line);
     out += severity == Severity::Error ? ": error: " : ": warning: ";
-    // Messages quote feed text: never pass control bytes (terminal escape
-    // sequences) through to a terminal or a log.
+    out += escaped_message();
+    return out;
+}
+
+std::string Diagnostic::escaped_message() const {
     static constexpr char kHex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(message.size());
     for (const char c : message) {
         const auto u = static_cast<unsigned char>(c);
         if (u < 0x20 || u == 0x7f) {

@@ -193,7 +193,8 @@ void ZoneBuilder::finish() {
     if (suppressed_ > 0) {
         zone_.diagnostics.push_back(Diagnostic{Diagnostic::Severity::Warning, label_, 0,
                                                std::to_string(suppressed_) +
-                                                   " further problems not shown"});
+                                                   " further problems not shown",
+                                               suppressed_});
     }
 }
 

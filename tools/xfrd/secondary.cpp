@@ -107,34 +107,23 @@ std::string addr_text(const Endpoint& ep) { return wire::peer_text(ep.addr); }
 /// "transfer from 127.0.0.1:5301, record 200002: MESSAGE" (the record's
 /// position in the transfer; the message with control bytes escaped).
 std::string diagnostic_text(const rpz::Diagnostic& d) {
-    // to_string() is "FILE:LINE: error: MESSAGE" with MESSAGE escaped.
-    const std::string full = d.to_string();
-    const std::string head = d.file + ":" + std::to_string(d.line) +
-                             (d.severity == rpz::Diagnostic::Severity::Error ? ": error: "
-                                                                             : ": warning: ");
-    const std::string message = full.rfind(head, 0) == 0 ? full.substr(head.size()) : full;
     std::string where = d.file;
     if (d.line != 0) where += ", record " + std::to_string(d.line);
-    return where.empty() ? message : where + ": " + message;
+    return where.empty() ? d.escaped_message() : where + ": " + d.escaped_message();
 }
 
-/// Records the diagnostics of a commit stand for: one each, and the count
-/// of a "N further problems not shown" summary (line 0).
+/// Records the diagnostics of a commit stand for (Diagnostic::count: a
+/// "N further problems not shown" summary counts N).
 std::uint64_t skipped_count(const std::vector<rpz::Diagnostic>& diags) {
-    static const std::string kFurther = " further problems not shown";
     std::uint64_t n = 0;
-    for (const rpz::Diagnostic& d : diags) {
-        if (d.line == 0 && d.message.size() > kFurther.size() &&
-            d.message.compare(d.message.size() - kFurther.size(), kFurther.size(), kFurther) == 0) {
-            try {
-                n += std::stoull(d.message);
-                continue;
-            } catch (const std::exception&) {
-            }
-        }
-        ++n;
-    }
+    for (const rpz::Diagnostic& d : diags) n += d.count;
     return n;
+}
+
+/// Clears the stored mark of a transfer under way.
+void unmark_transfer(store::ZoneStatus& st) {
+    st.transfer_started = 0;
+    st.transfer_kind.clear();
 }
 
 constexpr unsigned kSoaTimeoutMs = 2000;
@@ -172,10 +161,7 @@ ZoneSecondary::ZoneSecondary(Context& ctx, ZoneConfig config)
                         "nothing of it was committed, the zone is at " +
                         (info ? "serial " + std::to_string(info->serial)
                               : std::string("no serial yet")));
-                update_status(ctx_, cfg_.name, [](store::ZoneStatus& z) {
-                    z.transfer_started = 0;
-                    z.transfer_kind.clear();
-                });
+                update_status(ctx_, cfg_.name, unmark_transfer);
             }
         }
     } catch (const std::exception&) {
@@ -722,8 +708,7 @@ void ZoneSecondary::succeeded(const std::string& line, const std::string& summar
         if (have_primary_serial_) st.primary_serial = primary_serial_;
         st.next_check = next_check_;
         if (full || incremental) st.last_transfer_skipped = skipped_;
-        st.transfer_started = 0;
-        st.transfer_kind.clear();
+        unmark_transfer(st);
     });
     transfer_marked_ = false;
     skipped_ = 0;
@@ -751,8 +736,7 @@ void ZoneSecondary::failed(const std::string& what, const std::string& reason) {
         ++st.transfers_failed;
         if (have_primary_serial_) st.primary_serial = primary_serial_;
         st.next_check = next_check_;
-        st.transfer_started = 0;
-        st.transfer_kind.clear();
+        unmark_transfer(st);
     });
     transfer_marked_ = false;
     skipped_ = 0;
@@ -794,18 +778,14 @@ void ZoneSecondary::cancel() {
 void ZoneSecondary::clear_transfer_mark() {
     if (!transfer_marked_) return;
     transfer_marked_ = false;
-    update_status(ctx_, cfg_.name, [](store::ZoneStatus& st) {
-        st.transfer_started = 0;
-        st.transfer_kind.clear();
-    });
+    update_status(ctx_, cfg_.name, unmark_transfer);
 }
 
 void ZoneSecondary::retire() {
     transfer_marked_ = false;
     update_status(ctx_, cfg_.name, [](store::ZoneStatus& st) {
         st.next_check = 0;
-        st.transfer_started = 0;
-        st.transfer_kind.clear();
+        unmark_transfer(st);
     });
 }
 
